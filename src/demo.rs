@@ -1,0 +1,295 @@
+//! `netnode demo`: a throwaway lab in network namespaces, served by netnode, with a real DHCP
+//! client in every instance, and a table of who got what. Everything is removed on exit and on
+//! Ctrl-C.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use crate::lab::clients::{parse_dhcpcd_output, Acquired, ClientKind, ClientRun};
+use crate::lab::{self, Daemon, Instance, Lab};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn interrupted() -> anyhow::Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted; the lab has been removed");
+    }
+    Ok(())
+}
+
+/// Which client the demo runs in each instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientChoice {
+    /// dhclient, else udhcpc, else dhcpcd, else netnode's own client.
+    Auto,
+    /// ISC dhclient.
+    Dhclient,
+    /// busybox udhcpc.
+    Udhcpc,
+    /// dhcpcd.
+    Dhcpcd,
+    /// netnode's own client.
+    Netnode,
+}
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Number of instance namespaces.
+    pub instances: usize,
+    /// Which client to run.
+    pub client: ClientChoice,
+    /// Keep serving until Ctrl-C after printing the table.
+    pub hold: bool,
+}
+
+/// Runs the demo.
+pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
+    if !lab::is_root() {
+        bail!("the demo builds network namespaces and needs root: run it with sudo");
+    }
+    if !lab::have("ip") {
+        bail!("the demo needs the `ip` command (Debian package iproute2)");
+    }
+    if opts.instances == 0 || opts.instances > 200 {
+        bail!("--instances must be between 1 and 200");
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+    }
+    let kind = match opts.client {
+        ClientChoice::Auto => [ClientKind::Dhclient, ClientKind::Udhcpc, ClientKind::Dhcpcd]
+            .into_iter()
+            .find(|k| k.installed()),
+        ClientChoice::Dhclient => Some(ClientKind::Dhclient),
+        ClientChoice::Udhcpc => Some(ClientKind::Udhcpc),
+        ClientChoice::Dhcpcd => Some(ClientKind::Dhcpcd),
+        ClientChoice::Netnode => None,
+    };
+    match kind {
+        Some(k) if !k.installed() => bail!(
+            "{} is not installed (Debian package {})",
+            k.program(),
+            k.package()
+        ),
+        Some(k) => println!(
+            "client: {} (a real DHCP client) in each instance",
+            k.program()
+        ),
+        None if opts.client == ClientChoice::Auto => {
+            println!("client: no DHCP client package is installed (isc-dhcp-client, udhcpc, dhcpcd-base); using netnode's own client code")
+        }
+        None => println!("client: netnode's own client code"),
+    }
+
+    let server_ip = Ipv4Addr::new(198, 18, 0, 1);
+    println!(
+        "building the lab: bridge br100 ({server_ip}/24) and {} instance namespace(s)...",
+        opts.instances
+    );
+    let lab =
+        Lab::build("demo", opts.instances, server_ip, 24).context("building the namespace lab")?;
+    let result = serve_and_report(&lab, kind, opts);
+    println!("removing the lab...");
+    drop(lab);
+    result
+}
+
+fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> anyhow::Result<()> {
+    let hosts: String = lab
+        .instances
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| {
+            format!(
+                "{},vm-{}.novalocal,{}\n",
+                inst.mac,
+                i + 1,
+                lab.instance_ip(i + 1)
+            )
+        })
+        .collect();
+    fs::write(lab.dir.join("nova-br100.conf"), hosts)?;
+    fs::write(
+        lab.dir.join("nova-br100.opts"),
+        format!("3,{}\n", lab.server_ip),
+    )?;
+    let config = lab.dir.join("netnode.toml");
+    fs::write(
+        &config,
+        format!(
+            "[[network]]\nname = \"vmnet\"\nbridge = \"{}\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"1h\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n",
+            lab.bridge,
+            lab.cidr(),
+            lab.server_ip
+        ),
+    )?;
+    let exe = std::env::current_exe().context("finding the netnode binary")?;
+    let config_arg = config.display().to_string();
+    let mut daemon = Daemon::start(
+        &lab.server,
+        &exe,
+        &["serve", "--config", &config_arg],
+        &lab.dir.join("netnode.log"),
+    )?;
+    daemon
+        .wait_for_log("dhcp listening", 1, Duration::from_secs(10))
+        .context("starting netnode")?;
+    println!(
+        "netnode is serving {} in namespace {}",
+        lab.bridge,
+        lab.server.name()
+    );
+
+    let mut rows = Vec::new();
+    for (i, inst) in lab.instances.iter().enumerate() {
+        interrupted()?;
+        let got = obtain(lab, inst, kind);
+        rows.push((i + 1, inst, got));
+    }
+    interrupted()?;
+    println!();
+    print!("{}", render(&rows, kind));
+    // The lease file is rewritten within a second of a change.
+    let lease_file = lab.dir.join("state/dnsmasq.leases");
+    let want = rows.iter().filter(|(_, _, r)| r.is_ok()).count();
+    for _ in 0..30 {
+        let text = fs::read_to_string(&lease_file).unwrap_or_default();
+        if text.lines().count() >= want {
+            println!(
+                "\nnetnode's lease file ({}, dnsmasq format):\n{}",
+                lease_file.display(),
+                text.trim_end()
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if opts.hold {
+        println!(
+            "\nserving until Ctrl-C (netnode log: {})",
+            daemon.log.display()
+        );
+        while !INTERRUPTED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let _ = daemon.stop();
+    let failed = rows.iter().filter(|(_, _, r)| r.is_err()).count();
+    if failed > 0 {
+        eprintln!("\nnetnode log:\n{}", daemon.log_text());
+        bail!("{failed} instance(s) got no lease");
+    }
+    Ok(())
+}
+
+fn obtain(lab: &Lab, inst: &Instance, kind: Option<ClientKind>) -> anyhow::Result<Acquired> {
+    let Some(kind) = kind else {
+        return own_client(inst);
+    };
+    let run = ClientRun::new(inst, kind, &lab.dir)?;
+    let out = run.obtain()?;
+    let got = match kind {
+        ClientKind::Dhcpcd => parse_dhcpcd_output(&String::from_utf8_lossy(&out.stdout)).acquired(),
+        _ => run.acquired().context("the client's hook saw no address")?,
+    };
+    Ok(got)
+}
+
+/// netnode's own client, run inside the instance namespace through the netnode binary.
+fn own_client(inst: &Instance) -> anyhow::Result<Acquired> {
+    let exe = std::env::current_exe()?;
+    let out =
+        lab::run(
+            inst.ns
+                .command(&exe)
+                .args(["client", "--iface", &inst.iface, "--configure"]),
+        )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+            .filter(|v| !v.is_empty())
+    };
+    Ok(Acquired {
+        ip: get("ip").and_then(|v| v.parse().ok()),
+        mask: get("mask").and_then(|v| v.parse().ok()),
+        router: get("router").and_then(|v| v.parse().ok()),
+        hostname: get("hostname"),
+        domain: get("domain"),
+        lease_time: get("lease_time").and_then(|v| v.parse().ok()),
+    })
+}
+
+fn render(
+    rows: &[(usize, &Instance, anyhow::Result<Acquired>)],
+    kind: Option<ClientKind>,
+) -> String {
+    let client = kind.map_or("netnode", ClientKind::program);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}",
+        "instance", "mac", "client", "address", "netmask", "router", "hostname", "domain", "lease"
+    );
+    for (i, inst, got) in rows {
+        match got {
+            Ok(a) => {
+                let s = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}",
+                    format!("vm-{i}"),
+                    inst.mac.to_string(),
+                    client,
+                    s(a.ip.map(|v| v.to_string())),
+                    s(a.mask.map(|v| v.to_string())),
+                    s(a.router.map(|v| v.to_string())),
+                    s(a.hostname.clone()),
+                    s(a.domain.clone()),
+                    s(a.lease_time.map(|v| format!("{v}s")))
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    out,
+                    "{:<10} {:<18} {:<9} NO LEASE: {e:#}",
+                    format!("vm-{i}"),
+                    inst.mac.to_string(),
+                    client
+                );
+            }
+        }
+    }
+    out
+}
+
+impl std::fmt::Display for ClientChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientChoice::Auto => "auto",
+            ClientChoice::Dhclient => "dhclient",
+            ClientChoice::Udhcpc => "udhcpc",
+            ClientChoice::Dhcpcd => "dhcpcd",
+            ClientChoice::Netnode => "netnode",
+        })
+    }
+}

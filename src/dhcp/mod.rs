@@ -1,0 +1,17 @@
+//! DHCPv4: the wire view, the pure engine, reply encoding, leases and the listener shell.
+
+pub mod arp;
+pub mod client;
+pub mod engine;
+pub mod journal;
+pub mod lease;
+pub mod listener;
+pub mod reply;
+pub mod stats;
+pub mod store;
+pub mod wire;
+
+pub use engine::{Decision, Destination, Engine, RxMeta, Transmit};
+pub use lease::{Lease, LeaseChange};
+pub use stats::{DropReason, Stats};
+pub use store::LeaseStore;

@@ -1,0 +1,12 @@
+//! netnode: the data plane of a cloud network node in one daemon. DHCPv4 from a MAC-to-IP
+//! table on every bridge, replacing the dnsmasq processes nova-network spawned per bridge.
+//!
+//! Protocol logic lives in pure engines ([`dhcp::Engine`]) that take values and return
+//! decisions; sockets, clocks and signals live in thin shells ([`dhcp::listener`], [`server`]).
+
+pub mod demo;
+pub mod dhcp;
+pub mod lab;
+pub mod ratelimit;
+pub mod server;
+pub mod table;

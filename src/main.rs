@@ -1,0 +1,180 @@
+//! The `netnode` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+use netnode::demo::{self, ClientChoice, DemoOptions};
+use netnode::dhcp::client::{self, Client, ClientConfig};
+use netnode::table::{build, MacAddr};
+
+/// netnode: the data plane of a cloud network node (DHCPv4 from a MAC-to-IP table per bridge).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon: SIGHUP reloads, SIGUSR1 logs counters, SIGTERM stops.
+    Serve {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Load a config and its files, print what would be served and every problem, then exit.
+    Check {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Build a throwaway lab in network namespaces, serve it, and show what real clients got.
+    Demo {
+        /// Number of instance namespaces.
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// Which DHCP client to run in the instances.
+        #[arg(long, value_enum, default_value_t = ClientChoice::Auto)]
+        client: ClientChoice,
+        /// Keep serving after the table is printed, until Ctrl-C.
+        #[arg(long)]
+        hold: bool,
+    },
+    /// netnode's own DHCP client: one DORA exchange on an interface; prints what it got.
+    Client {
+        /// Interface to use.
+        #[arg(long)]
+        iface: String,
+        /// Hardware address to send (default: the interface's).
+        #[arg(long)]
+        mac: Option<MacAddr>,
+        /// Act as a relay agent with this giaddr (sends from <relay>:67 by unicast to --server).
+        #[arg(long, requires = "server")]
+        relay: Option<std::net::Ipv4Addr>,
+        /// Server address for unicast.
+        #[arg(long)]
+        server: Option<std::net::Ipv4Addr>,
+        /// Send an INIT-REBOOT REQUEST for this address instead of a DISCOVER.
+        #[arg(long)]
+        request: Option<std::net::Ipv4Addr>,
+        /// Put the address on the interface (`ip addr replace`) after an ACK.
+        #[arg(long)]
+        configure: bool,
+        /// Seconds to wait for each reply.
+        #[arg(long, default_value_t = 2)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netnode: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(netnode::server::serve(&config))?;
+        }
+        Command::Check { config } => {
+            let table = build::load(&config)?;
+            for n in &table.networks {
+                println!(
+                    "network {} on {}: {} server {} gateway {} lease {} bindings {}",
+                    n.name,
+                    n.bridge,
+                    n.cidr,
+                    n.server,
+                    n.gateway.map_or("-".into(), |g| g.to_string()),
+                    n.lease_time,
+                    n.bindings().len()
+                );
+            }
+            for p in &table.problems {
+                println!("problem: {p}");
+            }
+            if !table.problems.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Demo {
+            instances,
+            client,
+            hold,
+        } => demo::run(&DemoOptions {
+            instances,
+            client,
+            hold,
+        })?,
+        Command::Client {
+            iface,
+            mac,
+            relay,
+            server,
+            request,
+            configure,
+            timeout,
+        } => {
+            let mac = match mac {
+                Some(m) => m,
+                None => client::interface_mac(&iface)
+                    .with_context(|| format!("reading the MAC of {iface}"))?,
+            };
+            let cfg = ClientConfig {
+                iface: iface.clone(),
+                mac,
+                relay,
+                server,
+                timeout: Duration::from_secs(timeout),
+                attempts: 3,
+            };
+            let c = Client::new(cfg)
+                .with_context(|| format!("opening a DHCP client socket on {iface}"))?;
+            let got = match request {
+                Some(ip) => c.reboot(ip)?,
+                None => c.acquire()?,
+            };
+            print!("{}", got.to_lines());
+            if got.kind != Some(dhcproto::v4::MessageType::Ack) {
+                return Ok(ExitCode::from(3));
+            }
+            if configure {
+                let Some(mask) = got.mask else {
+                    bail!("the ACK carried no subnet mask")
+                };
+                let prefix = u32::from(mask).leading_ones();
+                netnode::lab::ip(&[
+                    "addr",
+                    "replace",
+                    &format!("{}/{prefix}", got.ip),
+                    "dev",
+                    &iface,
+                ])?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,237 @@
+//! Wiring: the table holder, one DHCP listener per bridge following the table, reloads on
+//! SIGHUP and file changes, stats on SIGUSR1, a clean stop on SIGTERM/SIGINT.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::dhcp::listener::{self, Shared};
+use crate::dhcp::{LeaseStore, Stats};
+use crate::table::{build, Table};
+
+/// How often source files are checked for changes and the lease file flushed.
+const TICK: Duration = Duration::from_secs(1);
+/// How often a listener retries binding to a bridge that does not exist yet.
+const BIND_RETRY: Duration = Duration::from_secs(1);
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A cheap fingerprint of the table's source files: (mtime, size, inode) each, or none.
+fn fingerprint(paths: &[PathBuf]) -> Vec<Option<(i64, i64, u64, u64)>> {
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
+        })
+        .collect()
+}
+
+fn log_table(table: &Table, what: &str) {
+    let bindings: usize = table.networks.iter().map(|n| n.bindings().len()).sum();
+    for p in &table.problems {
+        tracing::warn!(problem = %p, "skipped a line");
+    }
+    tracing::info!(
+        networks = table.networks.len(),
+        bindings,
+        problems = table.problems.len(),
+        "{what}"
+    );
+}
+
+struct ListenerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+/// The running daemon.
+pub struct Server {
+    config: PathBuf,
+    table: Arc<ArcSwap<Table>>,
+    store: Arc<LeaseStore>,
+    listeners: HashMap<String, ListenerHandle>,
+    watched: Vec<PathBuf>,
+    fingerprint: Vec<Option<(i64, i64, u64, u64)>>,
+}
+
+impl Server {
+    /// Loads the config, opens the lease store and starts a listener per bridge.
+    pub fn start(config: &Path) -> anyhow::Result<Server> {
+        let table = build::load(config).context("loading the config")?;
+        log_table(&table, "table loaded");
+        let state = &table.state;
+        let (store, report) = LeaseStore::open(
+            &state.dir,
+            state.fsync,
+            state.lease_file.clone(),
+            unix_now(),
+        )
+        .context("opening the lease store")?;
+        tracing::info!(dir = %state.dir.display(), records = report.records, active = report.active, torn_bytes = report.torn_bytes, "lease journal replayed");
+        let watched = build::unique_sources(&table);
+        let mut server = Server {
+            config: config.to_path_buf(),
+            fingerprint: fingerprint(&watched),
+            watched,
+            table: Arc::new(ArcSwap::from_pointee(table)),
+            store: Arc::new(store),
+            listeners: HashMap::new(),
+        };
+        server.reconcile_listeners();
+        Ok(server)
+    }
+
+    /// Builds a new table off the hot path and swaps it in; a bad one is reported and the
+    /// last good table keeps serving.
+    pub async fn reload(&mut self, why: &str) {
+        let path = self.config.clone();
+        let result = tokio::task::spawn_blocking(move || build::load(&path)).await;
+        match result {
+            Ok(Ok(table)) => {
+                self.watched = build::unique_sources(&table);
+                self.fingerprint = fingerprint(&self.watched);
+                if table.state != self.table.load().state {
+                    tracing::warn!("[state] changed; it takes effect at the next start");
+                }
+                log_table(&table, &format!("table reloaded ({why})"));
+                self.table.store(Arc::new(table));
+                self.reconcile_listeners();
+            }
+            Ok(Err(e)) => {
+                // Remember the files as they are now so one bad edit is reported once.
+                self.fingerprint = fingerprint(&self.watched);
+                tracing::error!(error = %e, "reload failed ({why}); still serving the last good table");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload task failed; still serving the last good table")
+            }
+        }
+    }
+
+    /// Starts listeners for new bridges and stops those whose bridge left the table.
+    fn reconcile_listeners(&mut self) {
+        let bridges = self.table.load().bridges();
+        self.listeners.retain(|bridge, handle| {
+            let keep = bridges.contains(bridge);
+            if !keep {
+                tracing::info!(bridge, "bridge left the table; stopping its listener");
+                let _ = handle.stop.send(true);
+            }
+            keep
+        });
+        for bridge in bridges {
+            if self.listeners.contains_key(&bridge) {
+                continue;
+            }
+            let (stop, stop_rx) = watch::channel(false);
+            let stats = Arc::new(Mutex::new(Stats::default()));
+            let shared = Shared {
+                table: self.table.clone(),
+                store: self.store.clone(),
+                stats: stats.clone(),
+            };
+            let task = tokio::spawn(serve_bridge(bridge.clone(), shared, stop_rx));
+            self.listeners
+                .insert(bridge, ListenerHandle { stop, task, stats });
+        }
+    }
+
+    /// Counters of all listeners, summed.
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for h in self.listeners.values() {
+            total.add(&h.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        total
+    }
+
+    /// Periodic work: notice changed source files, flush the lease file, compact the journal.
+    async fn tick(&mut self) {
+        if fingerprint(&self.watched) != self.fingerprint {
+            self.reload("a source file changed").await;
+        }
+        if let Err(e) = self.store.flush_lease_file() {
+            tracing::error!(error = %e, "writing the lease file failed");
+        }
+        match self.store.maybe_compact(unix_now()) {
+            Ok(true) => tracing::info!(leases = self.store.len(), "lease journal compacted"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "compacting the lease journal failed"),
+        }
+    }
+
+    /// Stops every listener and writes what is pending.
+    pub async fn stop(mut self) {
+        for h in self.listeners.values() {
+            let _ = h.stop.send(true);
+        }
+        let stats = self.stats();
+        for (_, h) in self.listeners.drain() {
+            let _ = h.task.await;
+        }
+        if let Err(e) = self.store.flush_lease_file() {
+            tracing::error!(error = %e, "writing the lease file failed");
+        }
+        tracing::info!(%stats, "stopped");
+    }
+}
+
+/// Binds the bridge's socket (waiting for the bridge to exist) and serves it.
+async fn serve_bridge(bridge: String, shared: Shared, mut stop: watch::Receiver<bool>) {
+    let mut warned = false;
+    let socket = loop {
+        match listener::bind(&bridge, listener::SERVER_PORT)
+            .and_then(tokio::net::UdpSocket::from_std)
+        {
+            Ok(s) => break s,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(bridge, error = %e, "cannot listen on the bridge yet; retrying every second");
+                    warned = true;
+                }
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(BIND_RETRY) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(bridge, port = listener::SERVER_PORT, "dhcp listening");
+    listener::run(bridge, socket, shared, stop).await;
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn serve(config: &Path) -> anyhow::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut server = Server::start(config)?;
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = hup.recv() => server.reload("SIGHUP").await,
+            _ = usr1.recv() => tracing::info!(stats = %server.stats(), leases = server.store.len(), "stats"),
+            _ = tick.tick() => server.tick().await,
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+        }
+    }
+    server.stop().await;
+    Ok(())
+}

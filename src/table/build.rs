@@ -1,0 +1,568 @@
+//! Builds a [`Table`] from the TOML config and the hosts and opts files it names.
+//! Bad lines become [`Problem`]s and are skipped; only an unreadable file or an invalid
+//! network definition fails the whole load (and then a reload keeps the last good table).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnetwork::Ipv4Network;
+
+use super::config::{ConfigFile, HostConfig, NetworkConfig};
+use super::hosts::{self, ClientIdMatch, HostEntry};
+use super::options::{encode_classless, hex_bytes};
+use super::opts::{self, OptionLine};
+use super::{Binding, LeaseTime, MacAddr, Network, OptionList, Problem, StateSettings, Table};
+
+/// Why a table could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The config is invalid; the message names the line or the network and field.
+    #[error("{path}: {message}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// nova's default lease time (dhcp_lease_time).
+pub const DEFAULT_LEASE_TIME: LeaseTime = LeaseTime::Seconds(86_400);
+
+/// Reads the config file at `path` and every file it names.
+pub fn load(path: &Path) -> Result<Table, LoadError> {
+    let text = read(path)?;
+    let mut config = ConfigFile::parse(&text).map_err(|e| LoadError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })?;
+    config.resolve_paths(path);
+    let mut table = from_config(&config, path)?;
+    table.sources.insert(0, path.to_path_buf());
+    Ok(table)
+}
+
+/// Builds a table from a parsed config; `origin` names it in messages.
+pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadError> {
+    let invalid = |message: String| LoadError::Config {
+        path: origin.to_path_buf(),
+        message,
+    };
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    let mut networks: Vec<Network> = Vec::new();
+    for (index, nc) in config.network.iter().enumerate() {
+        let label = format!("network {} ({:?})", index + 1, nc.name);
+        if networks.iter().any(|n| n.name == nc.name) {
+            return Err(invalid(format!("{label}: name: used by another network")));
+        }
+        let network =
+            build_network(nc, origin, &mut problems, &mut sources).map_err(|e| match e {
+                BuildError::Field(msg) => invalid(format!("{label}: {msg}")),
+                BuildError::Load(e) => e,
+            })?;
+        if let Some(other) = networks.iter().find(|n| n.cidr.overlaps(network.cidr)) {
+            return Err(invalid(format!(
+                "{label}: cidr: overlaps network {:?}",
+                other.name
+            )));
+        }
+        networks.push(network);
+    }
+    let state = StateSettings {
+        dir: config.state.dir.clone(),
+        lease_file: config.state.lease_file.clone(),
+        fsync: config.state.fsync,
+    };
+    Ok(Table {
+        networks,
+        state,
+        problems,
+        sources,
+    })
+}
+
+enum BuildError {
+    Field(String),
+    Load(LoadError),
+}
+
+impl From<LoadError> for BuildError {
+    fn from(e: LoadError) -> Self {
+        BuildError::Load(e)
+    }
+}
+
+fn read(path: &Path) -> Result<String, LoadError> {
+    fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn build_network(
+    nc: &NetworkConfig,
+    origin: &Path,
+    problems: &mut Vec<Problem>,
+    sources: &mut Vec<PathBuf>,
+) -> Result<Network, BuildError> {
+    let field = |msg: String| BuildError::Field(msg);
+    if nc.name.is_empty() {
+        return Err(field("name: empty".into()));
+    }
+    if nc.bridge.is_empty() || nc.bridge.len() >= libc::IFNAMSIZ || nc.bridge.contains(['/', ' ']) {
+        return Err(field(format!(
+            "bridge: {:?} is not an interface name",
+            nc.bridge
+        )));
+    }
+    let cidr: Ipv4Network = nc
+        .cidr
+        .parse()
+        .map_err(|e| field(format!("cidr: {:?}: {e}", nc.cidr)))?;
+    // Normalise to the network address (a config may write the gateway's address/len).
+    let cidr =
+        Ipv4Network::new(cidr.network(), cidr.prefix()).map_err(|e| field(format!("cidr: {e}")))?;
+    if cidr.prefix() > 30 {
+        return Err(field(format!(
+            "cidr: /{} leaves no room for hosts",
+            cidr.prefix()
+        )));
+    }
+    let inside = |what: &str, ip: Ipv4Addr| {
+        if cidr.contains(ip) && ip != cidr.network() && ip != cidr.broadcast() {
+            Ok(ip)
+        } else {
+            Err(field(format!(
+                "{what}: {ip} is not a host address of {cidr}"
+            )))
+        }
+    };
+    let gateway = nc.gateway.map(|g| inside("gateway", g)).transpose()?;
+    let first_host = Ipv4Addr::from(u32::from(cidr.network()) + 1);
+    let server = match nc.server_address {
+        Some(s) => inside("server_address", s)?,
+        None => gateway.unwrap_or(first_host),
+    };
+    let lease_time = parse_lease(nc.lease_time.as_deref())
+        .map_err(|v| field(format!("lease_time: {v:?} is not a lease time")))?
+        .unwrap_or(DEFAULT_LEASE_TIME);
+    let domain = match nc.domain.as_deref().map(|d| d.trim_end_matches('.')) {
+        Some("") | None => None,
+        Some(d) if hosts::is_hostname(d) => Some(d.to_string()),
+        Some(d) => return Err(field(format!("domain: {d:?} is not a domain name"))),
+    };
+
+    // Option lines: TOML `options` first, then the opts file, so the file wins a tie.
+    let mut option_lines: Vec<OptionLine> = Vec::new();
+    let options_origin = format!("{} [network {}] options", origin.display(), nc.name);
+    for (i, text) in nc.options.iter().enumerate() {
+        match opts::parse_line(text) {
+            Ok(mut line) => {
+                line.line = i + 1;
+                option_lines.push(line);
+            }
+            Err(reason) => problems.push(Problem::new(&options_origin, i + 1, reason)),
+        }
+    }
+    if let Some(path) = &nc.opts_file {
+        let (lines, bad) = opts::parse(&path.display().to_string(), &read(path)?);
+        option_lines.extend(lines);
+        problems.extend(bad);
+        sources.push(path.clone());
+    }
+
+    let mut base: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    base.insert(
+        1,
+        u32::MAX
+            .checked_shl(32 - u32::from(cidr.prefix()))
+            .unwrap_or(0)
+            .to_be_bytes()
+            .to_vec(),
+    );
+    base.insert(28, cidr.broadcast().octets().to_vec());
+    if let Some(g) = gateway {
+        base.insert(3, g.octets().to_vec());
+    }
+    if !nc.dns_servers.is_empty() {
+        base.insert(
+            6,
+            nc.dns_servers.iter().flat_map(|ip| ip.octets()).collect(),
+        );
+    }
+    if let Some(d) = &domain {
+        base.insert(15, d.as_bytes().to_vec());
+    }
+    if let Some(mtu) = nc.mtu {
+        if mtu < 68 {
+            return Err(field(format!("mtu: {mtu} is below the IPv4 minimum of 68")));
+        }
+        base.insert(26, mtu.to_be_bytes().to_vec());
+    }
+    if !nc.routes.is_empty() {
+        let mut routes = Vec::new();
+        for r in &nc.routes {
+            let dest: Ipv4Network = r
+                .destination
+                .parse()
+                .map_err(|e| field(format!("routes: destination {:?}: {e}", r.destination)))?;
+            routes.push((
+                Ipv4Network::new(dest.network(), dest.prefix())
+                    .map_err(|e| field(e.to_string()))?,
+                r.gateway,
+            ));
+        }
+        // RFC 3442: a client given option 121 ignores option 3, so carry the default route in it.
+        if let (Some(g), false) = (gateway, routes.iter().any(|(d, _)| d.prefix() == 0)) {
+            routes.push((
+                Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).map_err(|e| field(e.to_string()))?,
+                g,
+            ));
+        }
+        base.insert(121, encode_classless(&routes));
+    }
+
+    let mut entries: Vec<(String, HostEntry)> = Vec::new();
+    if let Some(path) = &nc.hosts_file {
+        let file = path.display().to_string();
+        let (lines, bad) = hosts::parse(&file, &read(path)?);
+        entries.extend(lines.into_iter().map(|e| (file.clone(), e)));
+        problems.extend(bad);
+        sources.push(path.clone());
+    }
+    let inline_origin = format!("{} [network {}]", origin.display(), nc.name);
+    for (i, hc) in nc.host.iter().enumerate() {
+        match inline_host(hc) {
+            Ok(entry) => entries.push((format!("{inline_origin} host {}", i + 1), entry)),
+            Err(reason) => problems.push(Problem::new(
+                format!("{inline_origin} host {}", i + 1),
+                0,
+                reason,
+            )),
+        }
+    }
+
+    let mut network = Network {
+        name: nc.name.clone(),
+        bridge: nc.bridge.clone(),
+        cidr,
+        gateway,
+        server,
+        lease_time,
+        domain,
+        bindings: Vec::new(),
+        by_mac: HashMap::new(),
+        by_client_id: HashMap::new(),
+    };
+    let mut resolved: HashMap<Vec<Box<str>>, Arc<OptionList>> = HashMap::new();
+    let mut used_ips: HashMap<Ipv4Addr, usize> = HashMap::new();
+    for (file, entry) in entries {
+        let problem = |reason: String| Problem::new(&file, entry.line, reason);
+        if entry
+            .require_tags
+            .iter()
+            .any(|t| *t != network.name && t != "known")
+        {
+            continue; // a line for another range (dnsmasq's tag: on dhcp-host)
+        }
+        let ip = match entry.ip {
+            Some(ip) if cidr.contains(ip) && ip != cidr.network() && ip != cidr.broadcast() => ip,
+            Some(ip) => {
+                problems.push(problem(format!(
+                    "address {ip} is not a host address of network {} ({cidr})",
+                    network.name
+                )));
+                continue;
+            }
+            None if entry.ignore => Ipv4Addr::UNSPECIFIED,
+            None => {
+                problems.push(problem(
+                    "no IPv4 address (static mode serves only fixed addresses)".into(),
+                ));
+                continue;
+            }
+        };
+        if !entry.ignore {
+            if let Some(_first) = used_ips.get(&ip) {
+                problems.push(problem(format!(
+                    "address {ip} is already bound to another host"
+                )));
+                continue;
+            }
+        }
+        if let Some(mac) = entry.macs.iter().find(|m| network.by_mac.contains_key(m)) {
+            problems.push(problem(format!(
+                "hardware address {mac} already has a binding"
+            )));
+            continue;
+        }
+        let mut tags: Vec<Box<str>> = entry.set_tags.iter().map(|t| t.as_str().into()).collect();
+        tags.sort();
+        tags.dedup();
+        let options = resolved
+            .entry(tags.clone())
+            .or_insert_with(|| {
+                Arc::new(resolve_options(&base, &option_lines, &network.name, &tags))
+            })
+            .clone();
+        let (hostname, name_domain) = split_name(entry.hostname.as_deref());
+        let template = Binding {
+            mac: None,
+            ip,
+            hostname,
+            name_domain,
+            client_id: entry.client_id.clone(),
+            tags: tags.into_boxed_slice(),
+            lease_time: entry.lease_time,
+            ignore: entry.ignore,
+            options,
+        };
+        let first_index = network.bindings.len() as u32;
+        if entry.macs.is_empty() {
+            network.bindings.push(template.clone());
+        }
+        for mac in &entry.macs {
+            network.by_mac.insert(*mac, network.bindings.len() as u32);
+            network.bindings.push(Binding {
+                mac: Some(*mac),
+                ..template.clone()
+            });
+        }
+        if let Some(ClientIdMatch::Exact(id)) = &entry.client_id {
+            network
+                .by_client_id
+                .insert(id.clone().into_boxed_slice(), first_index);
+        }
+        if !entry.ignore {
+            used_ips.insert(ip, entry.line);
+        }
+    }
+    Ok(network)
+}
+
+fn parse_lease(text: Option<&str>) -> Result<Option<LeaseTime>, String> {
+    text.map(|t| LeaseTime::parse(t).ok_or_else(|| t.to_string()))
+        .transpose()
+}
+
+fn inline_host(hc: &HostConfig) -> Result<HostEntry, String> {
+    let mac: MacAddr = hc
+        .mac
+        .parse()
+        .map_err(|e| format!("mac: {:?}: {e}", hc.mac))?;
+    if let Some(h) = &hc.hostname {
+        if !hosts::is_hostname(h) {
+            return Err(format!("hostname: {h:?} is not a host name"));
+        }
+    }
+    let lease_time = parse_lease(hc.lease_time.as_deref())
+        .map_err(|v| format!("lease_time: {v:?} is not a lease time"))?;
+    let client_id = hc.client_id.as_deref().map(|id| match id {
+        "*" => ClientIdMatch::Any,
+        _ => ClientIdMatch::Exact(hex_bytes(id).unwrap_or_else(|| id.as_bytes().to_vec())),
+    });
+    Ok(HostEntry {
+        macs: vec![mac],
+        client_id,
+        set_tags: hc.tags.clone(),
+        require_tags: Vec::new(),
+        ip: Some(hc.ip),
+        hostname: hc.hostname.clone(),
+        lease_time,
+        ignore: hc.ignore,
+        line: 0,
+    })
+}
+
+/// `web-1.novalocal` -> (`web-1`, `novalocal`); nova's `web-1.` -> (`web-1`, none).
+fn split_name(name: Option<&str>) -> (Option<Box<str>>, Option<Box<str>>) {
+    let Some(name) = name
+        .map(|n| n.trim_end_matches('.'))
+        .filter(|n| !n.is_empty())
+    else {
+        return (None, None);
+    };
+    match name.split_once('.') {
+        Some((host, domain)) => (Some(host.into()), Some(domain.into())),
+        None => (Some(name.into()), None),
+    }
+}
+
+/// dnsmasq's choice per option code: among the lines whose tag conditions the client meets,
+/// the one with the most tag conditions wins (tagged beats untagged), the later line on a tie.
+fn resolve_options(
+    base: &BTreeMap<u8, Vec<u8>>,
+    lines: &[OptionLine],
+    network: &str,
+    tags: &[Box<str>],
+) -> OptionList {
+    let mut client_tags: Vec<&str> = vec![network, "known"];
+    client_tags.extend(tags.iter().map(|t| &**t));
+    let mut best: BTreeMap<u8, (usize, usize)> = BTreeMap::new();
+    for (order, line) in lines.iter().enumerate() {
+        if !line.tags.iter().all(|t| t.matches(&client_tags)) {
+            continue;
+        }
+        let rank = (line.tags.len(), order);
+        let slot = best.entry(line.code).or_insert(rank);
+        if rank >= *slot {
+            *slot = rank;
+        }
+    }
+    let mut out: BTreeMap<u8, Vec<u8>> = base.clone();
+    for (code, (_, order)) in best {
+        match lines.get(order).and_then(|l| l.value.clone()) {
+            Some(value) => out.insert(code, value),
+            None => out.remove(&code),
+        };
+    }
+    OptionList(
+        out.into_iter()
+            .map(|(c, v)| (c, v.into_boxed_slice()))
+            .collect(),
+    )
+}
+
+/// Which distinct source files a table came from, for the change watcher.
+pub fn unique_sources(table: &Table) -> Vec<PathBuf> {
+    let mut seen = HashSet::new();
+    table
+        .sources
+        .iter()
+        .filter(|p| seen.insert(p.to_path_buf()))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn config(text: &str) -> ConfigFile {
+        ConfigFile::parse(text).unwrap()
+    }
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        fs::File::create(&p)
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        p
+    }
+
+    const NET: &str = "[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"198.18.0.0/24\"\ngateway = \"198.18.0.1\"\nlease_time = \"120s\"\ndomain = \"novalocal\"\n";
+
+    #[test]
+    fn builds_from_files_with_nova_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = write(dir.path(), "h.conf", "fa:16:3e:00:00:01,web-1.novalocal,198.18.0.10,net:NW-a\nfa:16:3e:00:00:02,web-2.novalocal,198.18.0.11,net:NW-b\nfa:16:3e:00:00:03,web-3.,198.18.0.12\nfa:16:3e:00:00:04,x,10.0.0.1\nfa:16:3e:00:00:05,y,198.18.0.10");
+        let opts = write(
+            dir.path(),
+            "h.opts",
+            "3,198.18.0.1\nNW-a,3,198.18.0.2\nNW-b,3\noption:ntp-server,198.18.0.5\n",
+        );
+        let text = format!("{NET}hosts_file = {:?}\nopts_file = {:?}\n", hosts, opts);
+        let t = from_config(&config(&text), Path::new("c.toml")).unwrap();
+        let n = &t.networks[0];
+        assert_eq!(n.server, Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(n.bindings().len(), 3);
+        let a = n
+            .binding("fa:16:3e:00:00:01".parse().unwrap(), None)
+            .unwrap();
+        assert_eq!(a.hostname.as_deref(), Some("web-1"));
+        assert_eq!(a.options.get(3), Some(&[198, 18, 0, 2][..]));
+        assert_eq!(a.options.get(42), Some(&[198, 18, 0, 5][..]));
+        assert_eq!(a.options.get(1), Some(&[255, 255, 255, 0][..]));
+        assert_eq!(a.options.get(15), Some(&b"novalocal"[..]));
+        let b = n
+            .binding("fa:16:3e:00:00:02".parse().unwrap(), None)
+            .unwrap();
+        assert_eq!(b.options.get(3), None, "bare `NW-b,3` sends no router");
+        let c = n
+            .binding("fa:16:3e:00:00:03".parse().unwrap(), None)
+            .unwrap();
+        assert_eq!(c.options.get(3), Some(&[198, 18, 0, 1][..]));
+        assert_eq!(c.name_domain, None);
+        // Two problems: an address outside the network and a duplicate address.
+        assert_eq!(t.problems.len(), 2, "{:?}", t.problems);
+        assert_eq!(t.problems[0].line, 4);
+        assert_eq!(t.problems[1].line, 5);
+        assert_eq!(t.sources.len(), 2);
+    }
+
+    #[test]
+    fn inline_hosts_routes_and_client_ids() {
+        let text = format!("{NET}mtu = 1450\ndns_servers = [\"198.18.0.53\"]\nroutes = [{{ destination = \"198.19.0.0/16\", gateway = \"198.18.0.254\" }}]\n[[network.host]]\nmac = \"fa:16:3e:00:00:09\"\nip = \"198.18.0.20\"\nhostname = \"db\"\nclient_id = \"01:fa:16:3e:00:00:09\"\nlease_time = \"infinite\"\n");
+        let t = from_config(&config(&text), Path::new("c.toml")).unwrap();
+        let n = &t.networks[0];
+        let mac = "fa:16:3e:00:00:09".parse().unwrap();
+        assert!(n
+            .binding(mac, Some(&[1, 0xfa, 0x16, 0x3e, 0, 0, 9]))
+            .is_some());
+        assert!(
+            n.binding(mac, Some(&[9])).is_none(),
+            "a different client id is another client"
+        );
+        let b = n.binding(mac, None).unwrap();
+        assert_eq!(b.lease_time, Some(LeaseTime::Infinite));
+        assert_eq!(b.options.get(26), Some(&[0x05, 0xaa][..]));
+        assert_eq!(b.options.get(6), Some(&[198, 18, 0, 53][..]));
+        assert_eq!(
+            b.options.get(121),
+            Some(&[16, 198, 19, 198, 18, 0, 254, 0, 198, 18, 0, 1][..])
+        );
+    }
+
+    #[test]
+    fn invalid_networks_name_the_field() {
+        let cases = [
+            ("cidr = \"198.18.0.0/24\"", "cidr = \"bogus\"", "cidr"),
+            (
+                "gateway = \"198.18.0.1\"",
+                "gateway = \"198.19.0.1\"",
+                "gateway",
+            ),
+            (
+                "lease_time = \"120s\"",
+                "lease_time = \"soon\"",
+                "lease_time",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let text = NET.replace(from, to);
+            let err = from_config(&config(&text), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field) && err.contains("vmnet"), "{err}");
+        }
+        let two = format!("{NET}{}", NET.replace("vmnet", "other"));
+        let err = from_config(&config(&two), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("overlaps"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_hosts_file_is_an_error_naming_it() {
+        let text = format!("{NET}hosts_file = \"/nonexistent/h.conf\"\n");
+        let err = from_config(&config(&text), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/h.conf"), "{err}");
+    }
+}

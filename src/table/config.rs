@@ -1,0 +1,192 @@
+//! The native TOML config: its serde shape, kept apart from the validated table.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Networks, one `[[network]]` table each.
+    #[serde(default)]
+    pub network: Vec<NetworkConfig>,
+    /// Where state lives.
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// One `[[network]]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Unique name; also a tag for option lines.
+    pub name: String,
+    /// The bridge its clients are on.
+    pub bridge: String,
+    /// IPv4 range, `a.b.c.d/len`.
+    pub cidr: String,
+    /// Default router (option 3) unless the opts file says otherwise.
+    pub gateway: Option<Ipv4Addr>,
+    /// The server's own address on the bridge (server identifier); default: the gateway.
+    pub server_address: Option<Ipv4Addr>,
+    /// Default lease time (`120s`, `12h`, `infinite`...); default 86400 s, as nova.
+    pub lease_time: Option<String>,
+    /// Domain name (option 15).
+    pub domain: Option<String>,
+    /// DNS servers (option 6).
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Interface MTU (option 26).
+    pub mtu: Option<u16>,
+    /// Classless static routes (option 121).
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Extra options in opts-file syntax, e.g. `"option:ntp-server,198.18.0.1"`.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// A dnsmasq-format hosts file.
+    pub hosts_file: Option<PathBuf>,
+    /// A dnsmasq-format opts file.
+    pub opts_file: Option<PathBuf>,
+    /// Inline bindings.
+    #[serde(default)]
+    pub host: Vec<HostConfig>,
+}
+
+/// One `[[network.host]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Hardware address.
+    pub mac: String,
+    /// Fixed IPv4 address.
+    pub ip: Ipv4Addr,
+    /// Host name (the host part goes in option 12).
+    pub hostname: Option<String>,
+    /// Per-host lease time.
+    pub lease_time: Option<String>,
+    /// Client identifier as hex octets (`01:fa:16:...`), text, or `*`.
+    pub client_id: Option<String>,
+    /// Tags for option matching.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Never answer this client.
+    #[serde(default)]
+    pub ignore: bool,
+}
+
+/// One classless static route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `a.b.c.d/len`.
+    pub destination: String,
+    /// Next hop.
+    pub gateway: Ipv4Addr,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Directory for the lease journal.
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+    /// Also keep a dnsmasq-format lease file here.
+    pub lease_file: Option<PathBuf>,
+    /// fsync each acknowledged lease before the ACK goes out (default true).
+    #[serde(default = "default_true")]
+    pub fsync: bool,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: default_state_dir(),
+            lease_file: None,
+            fsync: true,
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/netnode")
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl ConfigFile {
+    /// Parses TOML text; the error names the line and field.
+    pub fn parse(text: &str) -> Result<ConfigFile, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Makes relative file paths relative to the directory of the config file.
+    pub fn resolve_paths(&mut self, config_path: &Path) {
+        let base = config_path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for n in &mut self.network {
+            n.hosts_file.as_mut().map(fix);
+            n.opts_file.as_mut().map(fix);
+        }
+        fix(&mut self.state.dir);
+        self.state.lease_file.as_mut().map(fix);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimal_config_parses_as_written() {
+        let text = r#"
+[[network]]
+name = "vmnet"
+bridge = "br100"
+cidr = "198.18.0.0/15"
+gateway = "198.18.0.1"
+lease_time = "120s"
+domain = "novalocal"
+hosts_file = "/var/lib/netnode/nova-br100.conf"   # dnsmasq hosts-file format
+opts_file = "/var/lib/netnode/nova-br100.opts"    # optional
+[state]
+dir = "/var/lib/netnode"                          # leases live here
+"#;
+        let c = ConfigFile::parse(text).unwrap();
+        assert_eq!(c.network.len(), 1);
+        assert_eq!(c.network[0].bridge, "br100");
+        assert_eq!(c.state.dir, PathBuf::from("/var/lib/netnode"));
+        assert!(c.state.fsync);
+    }
+
+    #[test]
+    fn inline_hosts_and_unknown_keys() {
+        let text = r#"
+[[network]]
+name = "n"
+bridge = "br0"
+cidr = "198.18.0.0/24"
+[[network.host]]
+mac = "fa:16:3e:00:00:01"
+ip = "198.18.0.10"
+hostname = "web-1"
+"#;
+        let c = ConfigFile::parse(text).unwrap();
+        assert_eq!(c.network[0].host[0].ip, Ipv4Addr::new(198, 18, 0, 10));
+        let err = ConfigFile::parse(
+            "[[network]]\nname = \"n\"\nbridge = \"b\"\ncidr = \"x\"\nlease = 3\n",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("line 5") && msg.contains("lease"), "{msg}");
+    }
+}

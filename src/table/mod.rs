@@ -1,0 +1,228 @@
+//! The table: networks and their MAC-to-IP bindings, read from TOML and dnsmasq-format files,
+//! held as an immutable snapshot that a reload replaces whole.
+
+pub mod build;
+pub mod config;
+pub mod duration;
+pub mod hosts;
+pub mod mac;
+pub mod options;
+pub mod opts;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ipnetwork::Ipv4Network;
+
+pub use duration::LeaseTime;
+pub use hosts::ClientIdMatch;
+pub use mac::MacAddr;
+
+/// A line of a source file that could not be used, and why. The rest of the file still loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or config section) the line came from.
+    pub file: String,
+    /// 1-based line number; 0 when the source has no lines (an inline TOML host).
+    pub line: usize,
+    /// What is wrong, naming the field.
+    pub reason: String,
+}
+
+impl Problem {
+    /// A problem at `file:line`.
+    pub fn new(file: impl Into<String>, line: usize, reason: impl Into<String>) -> Problem {
+        Problem {
+            file: file.into(),
+            line,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        }
+    }
+}
+
+/// Splits a dnsmasq line on commas outside double quotes, dropping the quotes.
+pub fn split_fields(line: &str) -> Vec<&str> {
+    let mut fields = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                fields.push(unquote(&line[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    fields.push(unquote(&line[start..]));
+    fields
+}
+
+fn unquote(field: &str) -> &str {
+    let t = field.trim();
+    t.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(t)
+}
+
+/// The options a client is sent besides the per-request ones (53, 54, 51, 58, 59, 82),
+/// sorted by code; resolved once per distinct tag set when the table is built.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OptionList(pub Vec<(u8, Box<[u8]>)>);
+
+impl OptionList {
+    /// The value of one option, if the list has it.
+    pub fn get(&self, code: u8) -> Option<&[u8]> {
+        self.0
+            .binary_search_by_key(&code, |(c, _)| *c)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, v)| &**v)
+    }
+}
+
+/// A fixed address for one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The client's hardware address (absent for bindings by client id only).
+    pub mac: Option<MacAddr>,
+    /// Its fixed IPv4 address.
+    pub ip: Ipv4Addr,
+    /// The host part of its name (option 12).
+    pub hostname: Option<Box<str>>,
+    /// The domain written after the host part, used when the network sets none.
+    pub name_domain: Option<Box<str>>,
+    /// How its client identifier is matched.
+    pub client_id: Option<ClientIdMatch>,
+    /// Tags set for it (`set:`/`net:` in the hosts file, `tags` in TOML).
+    pub tags: Box<[Box<str>]>,
+    /// A per-host lease time, overriding the network's.
+    pub lease_time: Option<LeaseTime>,
+    /// Never answer this client.
+    pub ignore: bool,
+    /// Its options, shared by every binding with the same tags.
+    pub options: Arc<OptionList>,
+}
+
+/// One IPv4 network served on a bridge.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// The network's name; also a tag that option lines can match, like dnsmasq's `set:<label>`.
+    pub name: String,
+    /// The bridge (Linux interface) its clients are on.
+    pub bridge: String,
+    /// Its IPv4 range.
+    pub cidr: Ipv4Network,
+    /// The default router, if any.
+    pub gateway: Option<Ipv4Addr>,
+    /// The server's own address on the bridge: the server identifier (option 54).
+    pub server: Ipv4Addr,
+    /// The default lease time.
+    pub lease_time: LeaseTime,
+    /// The domain name (option 15).
+    pub domain: Option<String>,
+    bindings: Vec<Binding>,
+    by_mac: HashMap<MacAddr, u32>,
+    by_client_id: HashMap<Box<[u8]>, u32>,
+}
+
+impl Network {
+    /// The binding for a client: by client identifier first, then by MAC (dnsmasq's order).
+    pub fn binding(&self, mac: MacAddr, client_id: Option<&[u8]>) -> Option<&Binding> {
+        if let Some(id) = client_id {
+            if let Some(&i) = self.by_client_id.get(id) {
+                return self.bindings.get(i as usize);
+            }
+        }
+        let binding = self.bindings.get(*self.by_mac.get(&mac)? as usize)?;
+        match (&binding.client_id, client_id) {
+            // A line naming both a MAC and an id serves only the client sending that id.
+            (Some(ClientIdMatch::Exact(want)), Some(got)) if **want != *got => None,
+            _ => Some(binding),
+        }
+    }
+
+    /// Every binding of the network, in file order.
+    pub fn bindings(&self) -> &[Binding] {
+        &self.bindings
+    }
+}
+
+/// What the daemon keeps on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSettings {
+    /// Directory for the lease journal.
+    pub dir: PathBuf,
+    /// Optional dnsmasq-format lease file, rewritten atomically on every change.
+    pub lease_file: Option<PathBuf>,
+    /// Whether each acknowledged lease is fsynced before the ACK is sent.
+    pub fsync: bool,
+}
+
+/// An immutable snapshot of everything the engines answer from.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Networks in config order.
+    pub networks: Vec<Network>,
+    /// Persistent state settings.
+    pub state: StateSettings,
+    /// Lines that could not be used when this table was built.
+    pub problems: Vec<Problem>,
+    /// Every file this table was read from (config, hosts and opts files), for change detection.
+    pub sources: Vec<PathBuf>,
+}
+
+impl Table {
+    /// The networks served on a bridge.
+    pub fn on_bridge<'a>(&'a self, bridge: &'a str) -> impl Iterator<Item = &'a Network> + 'a {
+        self.networks.iter().filter(move |n| n.bridge == bridge)
+    }
+
+    /// The network whose range holds `addr` (relay agents are matched by giaddr).
+    pub fn containing(&self, addr: Ipv4Addr) -> Option<&Network> {
+        self.networks.iter().find(|n| n.cidr.contains(addr))
+    }
+
+    /// The distinct bridges, in config order.
+    pub fn bridges(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in &self.networks {
+            if !out.contains(&n.bridge) {
+                out.push(n.bridge.clone());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_commas_outside_quotes() {
+        assert_eq!(split_fields("a, b ,\"c,d\",e"), ["a", "b", "c,d", "e"]);
+        assert_eq!(split_fields("3"), ["3"]);
+        assert_eq!(split_fields(""), [""]);
+    }
+
+    #[test]
+    fn problem_display() {
+        assert_eq!(Problem::new("f", 3, "bad").to_string(), "f:3: bad");
+        assert_eq!(Problem::new("f", 0, "bad").to_string(), "f: bad");
+    }
+}
