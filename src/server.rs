@@ -187,7 +187,7 @@ impl Server {
         if let Err(e) = self.store.flush_lease_file() {
             tracing::error!(error = %e, "writing the lease file failed");
         }
-        tracing::info!(%stats, "stopped");
+        tracing::info!("stopped; stats {stats}");
     }
 }
 
@@ -226,7 +226,7 @@ pub async fn serve(config: &Path) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = hup.recv() => server.reload("SIGHUP").await,
-            _ = usr1.recv() => tracing::info!(stats = %server.stats(), leases = server.store.len(), "stats"),
+            _ = usr1.recv() => tracing::info!(leases = server.store.len(), "stats {}", server.stats()),
             _ = tick.tick() => server.tick().await,
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }

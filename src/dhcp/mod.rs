@@ -15,3 +15,6 @@ pub use engine::{Decision, Destination, Engine, RxMeta, Transmit};
 pub use lease::{Lease, LeaseChange};
 pub use stats::{DropReason, Stats};
 pub use store::LeaseStore;
+
+#[cfg(test)]
+mod scenarios;

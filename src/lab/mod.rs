@@ -218,7 +218,7 @@ impl Lab {
 
     /// The address instance `i` (from 1) is given in the lab's bindings.
     pub fn instance_ip(&self, i: usize) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.server_ip) + 9 + i as u32)
+        Ipv4Addr::from(u32::from(self.server_ip) + 8 + i as u32)
     }
 
     /// The netmask of the lab network.

@@ -1,0 +1,166 @@
+//! Shared harness of the namespace tests: a lab with netnode serving it, and the rule that a
+//! test which cannot run says so loudly, and fails under `NETNODE_REQUIRE_NETNS=1` (CI).
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use netnode::lab::clients::ClientKind;
+use netnode::lab::{self, Daemon, Lab};
+
+/// Whether a missing privilege or package must fail the test rather than skip it.
+pub fn required() -> bool {
+    std::env::var("NETNODE_REQUIRE_NETNS").is_ok_and(|v| v == "1")
+}
+
+/// Skips (loudly) or fails when the test cannot run here.
+pub fn can_run(test: &str, clients: &[ClientKind]) -> bool {
+    let mut missing = Vec::new();
+    if !lab::is_root() {
+        missing.push("root (network namespaces)".to_string());
+    }
+    if !lab::have("ip") {
+        missing.push("the ip command (package iproute2)".to_string());
+    }
+    for c in clients {
+        if !c.installed() {
+            missing.push(format!("{} (package {})", c.program(), c.package()));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("{test}: cannot run without {}", missing.join(", "));
+    if required() {
+        panic!("{msg} (NETNODE_REQUIRE_NETNS=1: this is a failure, not a skip)");
+    }
+    eprintln!("\n!!! SKIPPED {msg}\n!!! set NETNODE_REQUIRE_NETNS=1 to make this a failure; scripts/test installs everything\n");
+    false
+}
+
+/// The netnode binary under test.
+pub fn netnode() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_netnode"))
+}
+
+/// A lab served by netnode.
+pub struct Served {
+    /// The daemon (dropped first: it is killed before the lab goes).
+    pub daemon: Daemon,
+    /// The namespaces.
+    pub lab: Lab,
+    /// The config file.
+    pub config: PathBuf,
+    /// The hosts file.
+    pub hosts: PathBuf,
+    /// The dnsmasq-format lease file netnode keeps.
+    pub lease_file: PathBuf,
+}
+
+/// The lease time the lab's network hands out unless a test says otherwise.
+pub const LEASE: &str = "120s";
+
+/// Builds a lab with `instances` instances and starts netnode with bindings for the first
+/// `bound` of them (`vm-<i>.novalocal` at `lab.instance_ip(i)`), lease time `lease`.
+pub fn serve(label: &str, instances: usize, bound: usize, lease: &str) -> Served {
+    let lab =
+        Lab::build(label, instances, Ipv4Addr::new(198, 18, 0, 1), 24).expect("building the lab");
+    let hosts = lab.dir.join("nova-br100.conf");
+    let lines: Vec<String> = (1..=bound).map(|i| host_line(&lab, i)).collect();
+    fs::write(&hosts, lines.join("\n")).unwrap();
+    fs::write(
+        lab.dir.join("nova-br100.opts"),
+        format!("3,{}", lab.server_ip),
+    )
+    .unwrap();
+    let config = lab.dir.join("netnode.toml");
+    fs::write(
+        &config,
+        format!(
+            "[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"{lease}\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n",
+            lab.cidr(),
+            lab.server_ip
+        ),
+    )
+    .unwrap();
+    let lease_file = lab.dir.join("state/dnsmasq.leases");
+    let daemon = start(&lab, &config, "netnode.log");
+    Served {
+        daemon,
+        lab,
+        config,
+        hosts,
+        lease_file,
+    }
+}
+
+/// The hosts-file line nova would write for instance `i`.
+pub fn host_line(lab: &Lab, i: usize) -> String {
+    format!(
+        "{},vm-{i}.novalocal,{}",
+        lab.instances[i - 1].mac,
+        lab.instance_ip(i)
+    )
+}
+
+/// Starts netnode on the lab's config and waits until it listens.
+pub fn start(lab: &Lab, config: &Path, log: &str) -> Daemon {
+    let config = config.display().to_string();
+    let mut d = Daemon::start(
+        &lab.server,
+        &netnode(),
+        &["serve", "--config", &config],
+        &lab.dir.join(log),
+    )
+    .expect("starting netnode");
+    d.wait_for_log("dhcp listening", 1, Duration::from_secs(10))
+        .expect("netnode listening");
+    d
+}
+
+impl Served {
+    /// Asks the daemon for its counters (SIGUSR1) and returns the stats line it logs.
+    pub fn stats(&mut self) -> String {
+        const LINE: &str = "netnode::server: stats ";
+        let before = self.daemon.log_text().matches(LINE).count();
+        self.daemon.signal(libc::SIGUSR1);
+        self.daemon
+            .wait_for_log(LINE, before + 1, Duration::from_secs(5))
+            .expect("stats line");
+        self.daemon
+            .log_text()
+            .lines()
+            .rev()
+            .find(|l| l.contains(LINE))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Waits until the lease file satisfies `pred`, returning its text.
+    pub fn wait_lease_file(&self, pred: impl Fn(&str) -> bool) -> String {
+        for _ in 0..50 {
+            let text = fs::read_to_string(&self.lease_file).unwrap_or_default();
+            if pred(&text) {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "lease file never matched; it holds:\n{}\nlog:\n{}",
+            fs::read_to_string(&self.lease_file).unwrap_or_default(),
+            self.daemon.log_text()
+        );
+    }
+}
+
+/// Reads a counter such as `ack=3` out of a stats line.
+pub fn counter(stats: &str, name: &str) -> u64 {
+    stats
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or(0)
+}
