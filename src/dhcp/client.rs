@@ -3,6 +3,8 @@
 //! craft exactly one kind of request (an INIT-REBOOT for a wrong address, a relayed DISCOVER).
 //! Replies are decoded with dhcproto's owned decoder; the server is still untrusted here.
 
+#![allow(clippy::disallowed_methods)] // IO shell: reads the clock
+
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
