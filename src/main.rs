@@ -68,6 +68,9 @@ enum Command {
         /// Seconds to wait for each reply.
         #[arg(long, default_value_t = 2)]
         timeout: u64,
+        /// How many times to send each request before giving up.
+        #[arg(long, default_value_t = 3)]
+        attempts: u32,
     },
 }
 
@@ -137,6 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             request,
             configure,
             timeout,
+            attempts,
         } => {
             let mac = match mac {
                 Some(m) => m,
@@ -149,7 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 relay,
                 server,
                 timeout: Duration::from_secs(timeout),
-                attempts: 3,
+                attempts,
             };
             let c = Client::new(cfg)
                 .with_context(|| format!("opening a DHCP client socket on {iface}"))?;

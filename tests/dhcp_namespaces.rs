@@ -1,6 +1,8 @@
 //! DHCPv4 with real clients in network namespaces (root). Each test builds its own uniquely
 //! named lab and removes it in Drop, also when it fails.
 
+#![allow(clippy::disallowed_methods)] // a test harness in real time
+
 mod common;
 
 use std::fs;
@@ -357,5 +359,116 @@ fn the_demo_runs_and_cleans_up() {
     assert!(
         demo_left.is_empty(),
         "the demo left namespaces: {demo_left:?}"
+    );
+}
+
+#[test]
+fn a_sighup_storm_drops_no_request() {
+    if !can_run("hupstorm", &[]) {
+        return;
+    }
+    let s = serve("hupstorm", 1, 1, LEASE);
+    let pid = s.daemon.pid().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: kill has no memory preconditions; the pid is our daemon's.
+                unsafe { libc::kill(pid, libc::SIGHUP) };
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        })
+    };
+    // Each DORA gets one try: a request lost during a reload would fail it.
+    let inst = &s.lab.instances[0];
+    let started = std::time::Instant::now();
+    let mut round = 0;
+    while round < 20 || started.elapsed() < Duration::from_secs(2) {
+        round += 1;
+        let out = inst
+            .ns
+            .command(common::netnode())
+            .args([
+                "client",
+                "--iface",
+                "eth0",
+                "--attempts",
+                "1",
+                "--timeout",
+                "2",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = storm.join().unwrap();
+    assert!(
+        sent > 100,
+        "the storm sent {sent} signals during {round} exchanges"
+    );
+    assert!(
+        s.daemon
+            .log_text()
+            .matches("table reloaded (SIGHUP)")
+            .count()
+            > 5
+    );
+}
+
+#[test]
+fn a_bridge_that_appears_later_is_served_without_a_restart() {
+    if !can_run("latebr", &[]) {
+        return;
+    }
+    let mut s = serve("latebr", 2, 1, LEASE);
+    // Add a second network on a bridge that does not exist yet.
+    let inst = &s.lab.instances[1];
+    fs::write(
+        s.lab.dir.join("late.conf"),
+        format!("{},late-1,198.19.7.10", inst.mac),
+    )
+    .unwrap();
+    let mut config = fs::read_to_string(&s.config).unwrap();
+    let state_at = config.find("[state]").unwrap();
+    config.insert_str(state_at, "[[network]]\nname = \"late\"\nbridge = \"br7\"\ncidr = \"198.19.7.0/24\"\ngateway = \"198.19.7.1\"\nhosts_file = \"late.conf\"\n");
+    fs::write(&s.config, config).unwrap();
+    s.daemon.signal(libc::SIGHUP);
+    s.daemon
+        .wait_for_log("cannot listen on the bridge yet", 1, Duration::from_secs(5))
+        .unwrap();
+    // Move instance 2 onto the new bridge once it exists.
+    let srv = &s.lab.server;
+    srv.ip(&["link", "add", "br7", "type", "bridge"]).unwrap();
+    srv.ip(&["addr", "add", "198.19.7.1/24", "dev", "br7"])
+        .unwrap();
+    srv.ip(&["link", "set", "br7", "up"]).unwrap();
+    srv.ip(&["link", "set", &inst.port, "master", "br7"])
+        .unwrap();
+    s.daemon
+        .wait_for_log("dhcp listening", 2, Duration::from_secs(5))
+        .unwrap();
+    let out = inst
+        .ns
+        .command(common::netnode())
+        .args(["client", "--iface", "eth0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kind=ACK")
+            && text.contains("ip=198.19.7.10")
+            && text.contains("hostname=late-1"),
+        "{text}\n{}",
+        s.daemon.log_text()
     );
 }
