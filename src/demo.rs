@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -14,6 +14,10 @@ use anyhow::{bail, Context as _};
 
 use crate::lab::clients::{parse_dhcpcd_output, Acquired, ClientKind, ClientRun};
 use crate::lab::{self, Daemon, Instance, Lab};
+use crate::ra::address::{self, Backend};
+
+/// The demo network's IPv6 prefix, advertised for SLAAC.
+const V6_PREFIX: &str = "fd00:1::/64";
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -137,7 +141,7 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
     fs::write(
         &config,
         format!(
-            "[[network]]\nname = \"vmnet\"\nbridge = \"{}\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"1h\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n",
+            "[[network]]\nname = \"vmnet\"\nbridge = \"{}\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"1h\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\ncidr_v6 = \"{V6_PREFIX}\"\n[network.ra]\nprofile = \"nova\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n",
             lab.bridge,
             lab.cidr(),
             lab.server_ip
@@ -164,14 +168,40 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
     for (i, inst) in lab.instances.iter().enumerate() {
         interrupted()?;
         let got = obtain(lab, inst, kind);
-        rows.push((i + 1, inst, got));
+        rows.push(Row {
+            index: i + 1,
+            inst,
+            got,
+            slaac: None,
+        });
+    }
+    // The kernels form their SLAAC addresses from netnode's router advertisements.
+    let prefix: ipnetwork::Ipv6Network = V6_PREFIX.parse()?;
+    for _ in 0..80 {
+        interrupted()?;
+        for row in rows.iter_mut().filter(|r| r.slaac.is_none()) {
+            let want = address::instance_address(
+                prefix.network(),
+                prefix.prefix(),
+                row.inst.mac,
+                Backend::Rfc2462,
+                None,
+            )?;
+            if Lab::slaac_addresses(row.inst).contains(&want) {
+                row.slaac = Some(want);
+            }
+        }
+        if rows.iter().all(|r| r.slaac.is_some()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     interrupted()?;
     println!();
     print!("{}", render(&rows, kind));
     // The lease file is rewritten within a second of a change.
     let lease_file = lab.dir.join("state/dnsmasq.leases");
-    let want = rows.iter().filter(|(_, _, r)| r.is_ok()).count();
+    let want = rows.iter().filter(|r| r.got.is_ok()).count();
     for _ in 0..30 {
         let text = fs::read_to_string(&lease_file).unwrap_or_default();
         if text.lines().count() >= want {
@@ -194,10 +224,11 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
         }
     }
     let _ = daemon.stop();
-    let failed = rows.iter().filter(|(_, _, r)| r.is_err()).count();
-    if failed > 0 {
+    let failed = rows.iter().filter(|r| r.got.is_err()).count();
+    let no_slaac = rows.iter().filter(|r| r.slaac.is_none()).count();
+    if failed > 0 || no_slaac > 0 {
         eprintln!("\nnetnode log:\n{}", daemon.log_text());
-        bail!("{failed} instance(s) got no lease");
+        bail!("{failed} instance(s) got no lease, {no_slaac} formed no SLAAC address");
     }
     Ok(())
 }
@@ -241,24 +272,43 @@ fn own_client(inst: &Instance) -> anyhow::Result<Acquired> {
     })
 }
 
-fn render(
-    rows: &[(usize, &Instance, anyhow::Result<Acquired>)],
-    kind: Option<ClientKind>,
-) -> String {
+/// One instance's results.
+struct Row<'a> {
+    index: usize,
+    inst: &'a Instance,
+    got: anyhow::Result<Acquired>,
+    /// The EUI-64 address netnode computes, once the kernel has formed exactly it.
+    slaac: Option<Ipv6Addr>,
+}
+
+fn render(rows: &[Row<'_>], kind: Option<ClientKind>) -> String {
     let client = kind.map_or("netnode", ClientKind::program);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}",
-        "instance", "mac", "client", "address", "netmask", "router", "hostname", "domain", "lease"
+        "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}  {}",
+        "instance",
+        "mac",
+        "client",
+        "address",
+        "netmask",
+        "router",
+        "hostname",
+        "domain",
+        "lease",
+        "slaac (formed by the kernel)"
     );
-    for (i, inst, got) in rows {
-        match got {
+    for row in rows {
+        let (i, inst) = (row.index, row.inst);
+        let slaac = row
+            .slaac
+            .map_or_else(|| "not formed".to_string(), |a| a.to_string());
+        match &row.got {
             Ok(a) => {
                 let s = |v: Option<String>| v.unwrap_or_else(|| "-".into());
                 let _ = writeln!(
                     out,
-                    "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}",
+                    "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}  {slaac}",
                     format!("vm-{i}"),
                     inst.mac.to_string(),
                     client,
@@ -273,7 +323,7 @@ fn render(
             Err(e) => {
                 let _ = writeln!(
                     out,
-                    "{:<10} {:<18} {:<9} NO LEASE: {e:#}",
+                    "{:<10} {:<18} {:<9} NO LEASE: {e:#}  {slaac}",
                     format!("vm-{i}"),
                     inst.mac.to_string(),
                     client

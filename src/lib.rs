@@ -7,6 +7,8 @@
 pub mod demo;
 pub mod dhcp;
 pub mod lab;
+pub mod netif;
+pub mod ra;
 pub mod ratelimit;
 pub mod server;
 pub mod table;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use netnode::demo::{self, ClientChoice, DemoOptions};
 use netnode::dhcp::client::{self, Client, ClientConfig};
+use netnode::ra::address::{self, Backend};
 use netnode::table::{build, MacAddr};
 
 /// netnode: the data plane of a cloud network node (DHCPv4 from a MAC-to-IP table per bridge).
@@ -44,6 +45,21 @@ enum Command {
         /// Keep serving after the table is printed, until Ctrl-C.
         #[arg(long)]
         hold: bool,
+    },
+    /// Print the IPv6 address an instance forms (or is given) in a prefix, as nova computes it.
+    Ipv6Address {
+        /// The prefix, e.g. `fd00:1::/64` (or just `fd00:1::`, taken as /64).
+        #[arg(long)]
+        prefix: String,
+        /// The instance's MAC.
+        #[arg(long)]
+        mac: MacAddr,
+        /// nova's ipv6_backend.
+        #[arg(long, value_enum, default_value_t = Backend::Rfc2462)]
+        backend: Backend,
+        /// The project id (account_identifier only).
+        #[arg(long)]
+        project: Option<String>,
     },
     /// netnode's own DHCP client: one DORA exchange on an interface; prints what it got.
     Client {
@@ -122,6 +138,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !table.problems.is_empty() {
                 return Ok(ExitCode::from(2));
             }
+        }
+        Command::Ipv6Address {
+            prefix,
+            mac,
+            backend,
+            project,
+        } => {
+            let text = if prefix.contains('/') {
+                prefix.clone()
+            } else {
+                format!("{prefix}/64")
+            };
+            let net: ipnetwork::Ipv6Network = text
+                .parse()
+                .with_context(|| format!("{prefix:?} is not an IPv6 prefix"))?;
+            let addr = address::instance_address(
+                net.network(),
+                net.prefix(),
+                mac,
+                backend,
+                project.as_deref(),
+            )?;
+            println!("{addr}");
         }
         Command::Demo {
             instances,

@@ -1,5 +1,6 @@
-//! Wiring: the table holder, one DHCP listener per bridge following the table, reloads on
-//! SIGHUP and file changes, stats on SIGUSR1, a clean stop on SIGTERM/SIGINT.
+//! Wiring: the table holder, one DHCP listener per bridge and one router advertisement
+//! listener per bridge with an IPv6 prefix, both following the table; reloads on SIGHUP and
+//! file changes, stats on SIGUSR1, a clean stop on SIGTERM/SIGINT (with a final RA).
 
 #![allow(clippy::disallowed_methods)] // IO shell: reads the clock
 
@@ -17,6 +18,8 @@ use tokio::task::JoinHandle;
 
 use crate::dhcp::listener::{self, Shared};
 use crate::dhcp::{LeaseStore, Stats};
+use crate::ra::listener::Control;
+use crate::ra::RaStats;
 use crate::table::{build, Table};
 
 /// How often source files are checked for changes and the lease file flushed.
@@ -61,12 +64,20 @@ struct ListenerHandle {
     stats: Arc<Mutex<Stats>>,
 }
 
+struct RaHandle {
+    control: watch::Sender<Control>,
+    task: JoinHandle<()>,
+    stats: Arc<Mutex<RaStats>>,
+}
+
 /// The running daemon.
 pub struct Server {
     config: PathBuf,
     table: Arc<ArcSwap<Table>>,
     store: Arc<LeaseStore>,
     listeners: HashMap<String, ListenerHandle>,
+    advertisers: HashMap<String, RaHandle>,
+    generation: u64,
     watched: Vec<PathBuf>,
     fingerprint: Vec<Option<(i64, i64, u64, u64)>>,
 }
@@ -93,6 +104,8 @@ impl Server {
             table: Arc::new(ArcSwap::from_pointee(table)),
             store: Arc::new(store),
             listeners: HashMap::new(),
+            advertisers: HashMap::new(),
+            generation: 0,
         };
         server.reconcile_listeners();
         Ok(server)
@@ -151,6 +164,47 @@ impl Server {
             self.listeners
                 .insert(bridge, ListenerHandle { stop, task, stats });
         }
+        self.reconcile_advertisers();
+    }
+
+    /// Tells every advertiser about the new table (each retires itself when its bridge has no
+    /// IPv6 network left) and starts advertisers for bridges that gained one.
+    fn reconcile_advertisers(&mut self) {
+        self.generation += 1;
+        self.advertisers.retain(|_, h| !h.task.is_finished());
+        for h in self.advertisers.values() {
+            let _ = h.control.send(Control::Run(self.generation));
+        }
+        for bridge in self.table.load().ra_bridges() {
+            if self.advertisers.contains_key(&bridge) {
+                continue;
+            }
+            let (control, control_rx) = watch::channel(Control::Run(self.generation));
+            let stats = Arc::new(Mutex::new(RaStats::default()));
+            let task = tokio::spawn(crate::ra::listener::run(
+                bridge.clone(),
+                self.table.clone(),
+                stats.clone(),
+                control_rx,
+            ));
+            self.advertisers.insert(
+                bridge,
+                RaHandle {
+                    control,
+                    task,
+                    stats,
+                },
+            );
+        }
+    }
+
+    /// Counters of every listener and advertiser, as one log line.
+    pub fn report(&self) -> String {
+        let mut ra = RaStats::default();
+        for h in self.advertisers.values() {
+            ra.add(&h.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        format!("{} {}", self.stats(), ra)
     }
 
     /// Counters of all listeners, summed.
@@ -182,10 +236,21 @@ impl Server {
         for h in self.listeners.values() {
             let _ = h.stop.send(true);
         }
-        let stats = self.stats();
+        for h in self.advertisers.values() {
+            let _ = h.control.send(Control::Shutdown);
+        }
         for (_, h) in self.listeners.drain() {
             let _ = h.task.await;
         }
+        for (bridge, h) in self.advertisers.drain() {
+            if tokio::time::timeout(Duration::from_secs(2), h.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(bridge, "router advertisement listener did not stop in time");
+            }
+        }
+        let stats = self.report();
         if let Err(e) = self.store.flush_lease_file() {
             tracing::error!(error = %e, "writing the lease file failed");
         }
@@ -228,7 +293,7 @@ pub async fn serve(config: &Path) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = hup.recv() => server.reload("SIGHUP").await,
-            _ = usr1.recv() => tracing::info!(leases = server.store.len(), "stats {}", server.stats()),
+            _ = usr1.recv() => tracing::info!(leases = server.store.len(), "stats {}", server.report()),
             _ = tick.tick() => server.tick().await,
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }

@@ -204,6 +204,13 @@ impl Lab {
         ]);
         ns.ip(&["link", "set", &peer, "name", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "address", &mac.to_string()])?;
+        // The kernel as a SLAAC client: accept RAs, form EUI-64 addresses.
+        run(ns.command("sysctl").args([
+            "-q",
+            "-w",
+            "net.ipv6.conf.eth0.accept_ra=2",
+            "net.ipv6.conf.eth0.addr_gen_mode=0",
+        ]))?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         self.instances.push(Instance {
             ns,
@@ -221,6 +228,29 @@ impl Lab {
     /// The address instance `i` (from 1) is given in the lab's bindings.
     pub fn instance_ip(&self, i: usize) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.server_ip) + 8 + i as u32)
+    }
+
+    /// The kernel-formed global (SLAAC) IPv6 addresses of an instance's interface.
+    pub fn slaac_addresses(inst: &Instance) -> Vec<std::net::Ipv6Addr> {
+        let out = inst
+            .ns
+            .ip(&[
+                "-6",
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                &inst.iface,
+                "scope",
+                "global",
+            ])
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet6").nth(1))
+            .filter_map(|a| a.split('/').next()?.parse().ok())
+            .collect()
     }
 
     /// The netmask of the lab network.

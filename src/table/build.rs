@@ -9,7 +9,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
+
+use crate::ra::params::RaParams;
 
 use super::config::{ConfigFile, HostConfig, NetworkConfig};
 use super::hosts::{self, ClientIdMatch, HostEntry};
@@ -63,16 +65,45 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
     let mut problems = Vec::new();
     let mut sources = Vec::new();
     let mut networks: Vec<Network> = Vec::new();
+    let fixed_range: Option<Ipv6Network> = match &config.ipv6.fixed_range {
+        Some(r) => Some(
+            r.parse()
+                .map_err(|e| invalid(format!("[ipv6] fixed_range: {r:?}: {e}")))?,
+        ),
+        None => None,
+    };
     for (index, nc) in config.network.iter().enumerate() {
         let label = format!("network {} ({:?})", index + 1, nc.name);
         if networks.iter().any(|n| n.name == nc.name) {
             return Err(invalid(format!("{label}: name: used by another network")));
         }
-        let network =
-            build_network(nc, origin, &mut problems, &mut sources).map_err(|e| match e {
-                BuildError::Field(msg) => invalid(format!("{label}: {msg}")),
-                BuildError::Load(e) => e,
-            })?;
+        let as_field = |e: BuildError| match e {
+            BuildError::Field(msg) => invalid(format!("{label}: {msg}")),
+            BuildError::Load(e) => e,
+        };
+        let mut network =
+            build_network(nc, origin, &mut problems, &mut sources).map_err(as_field)?;
+        if network.cidr_v6.is_none() {
+            if let Some(range) = fixed_range {
+                let derived = nth_subnet64(range, index)
+                    .map_err(|m| invalid(format!("{label}: [ipv6] fixed_range: {m}")))?;
+                network.cidr_v6 = Some(derived);
+            }
+        }
+        if let Some(v6) = network.cidr_v6 {
+            if let Some(other) = networks
+                .iter()
+                .find(|n| n.cidr_v6.is_some_and(|o| o.overlaps(v6)))
+            {
+                return Err(invalid(format!(
+                    "{label}: cidr_v6: overlaps network {:?}",
+                    other.name
+                )));
+            }
+            let params =
+                RaParams::from_config(&nc.ra).map_err(|m| invalid(format!("{label}: ra: {m}")))?;
+            network.ra = params.send.then(|| Arc::new(params));
+        }
         if let Some(other) = networks.iter().find(|n| n.cidr.overlaps(network.cidr)) {
             return Err(invalid(format!(
                 "{label}: cidr: overlaps network {:?}",
@@ -91,6 +122,7 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         state,
         problems,
         sources,
+        ipv6_backend: config.ipv6.backend,
     })
 }
 
@@ -255,7 +287,27 @@ fn build_network(
         }
     }
 
+    let cidr_v6 = match &nc.cidr_v6 {
+        Some(text) => {
+            let net: Ipv6Network = text
+                .parse()
+                .map_err(|e| field(format!("cidr_v6: {text:?}: {e}")))?;
+            if net.prefix() > 64 {
+                return Err(field(format!(
+                    "cidr_v6: /{} is longer than /64, so SLAAC cannot use it",
+                    net.prefix()
+                )));
+            }
+            Some(
+                Ipv6Network::new(net.network(), net.prefix())
+                    .map_err(|e| field(format!("cidr_v6: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let mut network = Network {
+        cidr_v6,
+        ra: None,
         name: nc.name.clone(),
         bridge: nc.bridge.clone(),
         cidr,
@@ -351,6 +403,20 @@ fn build_network(
         }
     }
     Ok(network)
+}
+
+/// The `index`-th /64 of `range` (nova pairs them in order with its IPv4 networks).
+fn nth_subnet64(range: Ipv6Network, index: usize) -> Result<Ipv6Network, String> {
+    if range.prefix() > 64 {
+        return Err(format!("{range} is longer than /64"));
+    }
+    let count_bits = 64 - u32::from(range.prefix());
+    if count_bits < 64 && index as u128 >= (1u128 << count_bits) {
+        return Err(format!("{range} has no /64 number {index}"));
+    }
+    let base = u128::from(range.network());
+    let addr = std::net::Ipv6Addr::from(base | ((index as u128) << 64));
+    Ipv6Network::new(addr, 64).map_err(|e| e.to_string())
 }
 
 fn parse_lease(text: Option<&str>) -> Result<Option<LeaseTime>, String> {
@@ -555,6 +621,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("overlaps"), "{err}");
+    }
+
+    #[test]
+    fn ipv6_prefixes_explicit_and_derived_from_nova_fixed_range() {
+        let two = format!("[ipv6]\nfixed_range = \"fd00::/48\"\n{NET}cidr_v6 = \"fd00:9::/64\"\n[network.ra]\nprofile = \"nova\"\n{}", NET.replace("vmnet", "b").replace("198.18.0", "198.18.1"));
+        let t = from_config(&config(&two), Path::new("c.toml")).unwrap();
+        assert_eq!(t.networks[0].cidr_v6.unwrap().to_string(), "fd00:9::/64");
+        assert_eq!(
+            t.networks[1].cidr_v6.unwrap().to_string(),
+            "fd00:0:0:1::/64",
+            "second /64 of the /48"
+        );
+        assert_eq!(
+            t.networks[0].ra.as_ref().unwrap().max_interval,
+            std::time::Duration::from_secs(10)
+        );
+        let (params, prefixes) = t.ra_for("br100").unwrap();
+        assert_eq!(prefixes.len(), 2);
+        assert_eq!(params.max_interval, std::time::Duration::from_secs(10));
+        assert_eq!(t.ra_bridges(), ["br100"]);
+        let bad = format!("{NET}cidr_v6 = \"fd00:9::/64\"\n[network.ra]\nMaxRtrAdvInterval = 1\n");
+        let err = from_config(&config(&bad), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("MaxRtrAdvInterval") && err.contains("vmnet"),
+            "{err}"
+        );
+        assert_eq!(
+            nth_subnet64("fd00::/48".parse().unwrap(), 0)
+                .unwrap()
+                .to_string(),
+            "fd00::/64"
+        );
+        assert!(nth_subnet64("fd00::/63".parse().unwrap(), 2).is_err());
     }
 
     #[test]

@@ -15,6 +15,21 @@ pub struct ConfigFile {
     /// Where state lives.
     #[serde(default)]
     pub state: StateConfig,
+    /// IPv6 settings shared by all networks.
+    #[serde(default)]
+    pub ipv6: Ipv6Config,
+}
+
+/// `[ipv6]`: nova's `fixed_range_v6` and `ipv6_backend`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Ipv6Config {
+    /// A range (nova's default `fd00::/48`) split into /64s that are paired in order with the
+    /// networks that have no `cidr_v6` of their own.
+    pub fixed_range: Option<String>,
+    /// How instance addresses are computed: `rfc2462` (EUI-64, default) or `account_identifier`.
+    #[serde(default)]
+    pub backend: crate::ra::address::Backend,
 }
 
 /// One `[[network]]`.
@@ -53,6 +68,11 @@ pub struct NetworkConfig {
     /// Inline bindings.
     #[serde(default)]
     pub host: Vec<HostConfig>,
+    /// IPv6 prefix advertised on the bridge for SLAAC, e.g. `fd00:1::/64`.
+    pub cidr_v6: Option<String>,
+    /// Router advertisement parameters, with radvd's names.
+    #[serde(default)]
+    pub ra: crate::ra::params::RaConfig,
 }
 
 /// One `[[network.host]]`.

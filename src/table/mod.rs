@@ -15,7 +15,10 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ipnetwork::Ipv4Network;
+use ipnetwork::{Ipv4Network, Ipv6Network};
+
+use crate::ra::address::Backend;
+use crate::ra::params::RaParams;
 
 pub use duration::LeaseTime;
 pub use hosts::ClientIdMatch;
@@ -135,6 +138,10 @@ pub struct Network {
     pub lease_time: LeaseTime,
     /// The domain name (option 15).
     pub domain: Option<String>,
+    /// The IPv6 prefix advertised for SLAAC.
+    pub cidr_v6: Option<Ipv6Network>,
+    /// Router advertisement parameters (present when `cidr_v6` is set and AdvSendAdvert is on).
+    pub ra: Option<Arc<RaParams>>,
     bindings: Vec<Binding>,
     by_mac: HashMap<MacAddr, u32>,
     by_client_id: HashMap<Box<[u8]>, u32>,
@@ -184,6 +191,8 @@ pub struct Table {
     pub problems: Vec<Problem>,
     /// Every file this table was read from (config, hosts and opts files), for change detection.
     pub sources: Vec<PathBuf>,
+    /// How instance IPv6 addresses are computed.
+    pub ipv6_backend: Backend,
 }
 
 impl Table {
@@ -195,6 +204,31 @@ impl Table {
     /// The network whose range holds `addr` (relay agents are matched by giaddr).
     pub fn containing(&self, addr: Ipv4Addr) -> Option<&Network> {
         self.networks.iter().find(|n| n.cidr.contains(addr))
+    }
+
+    /// What a bridge advertises: the parameters of its first advertising network and the
+    /// prefixes of all of them; `None` when nothing on the bridge advertises.
+    pub fn ra_for(&self, bridge: &str) -> Option<(Arc<RaParams>, Vec<Ipv6Network>)> {
+        let mut advertising = self
+            .on_bridge(bridge)
+            .filter_map(|n| Some((n.ra.as_ref()?, n.cidr_v6?)));
+        let (params, first) = advertising.next()?;
+        let mut prefixes = vec![first];
+        prefixes.extend(
+            advertising
+                .map(|(_, p)| p)
+                .filter(|p| !prefixes.contains(p))
+                .collect::<Vec<_>>(),
+        );
+        Some((params.clone(), prefixes))
+    }
+
+    /// Bridges with router advertisements, in config order.
+    pub fn ra_bridges(&self) -> Vec<String> {
+        self.bridges()
+            .into_iter()
+            .filter(|b| self.ra_for(b).is_some())
+            .collect()
     }
 
     /// The distinct bridges, in config order.
