@@ -286,17 +286,8 @@ fn render(rows: &[Row<'_>], kind: Option<ClientKind>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}  {}",
-        "instance",
-        "mac",
-        "client",
-        "address",
-        "netmask",
-        "router",
-        "hostname",
-        "domain",
-        "lease",
-        "slaac (formed by the kernel)"
+        "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}  slaac (formed by the kernel)",
+        "instance", "mac", "client", "address", "netmask", "router", "hostname", "domain", "lease",
     );
     for row in rows {
         let (i, inst) = (row.index, row.inst);

@@ -221,7 +221,7 @@ impl Server {
         if fingerprint(&self.watched) != self.fingerprint {
             self.reload("a source file changed").await;
         }
-        if let Err(e) = self.store.flush_lease_file() {
+        if let Err(e) = self.store.flush_lease_file(unix_now()) {
             tracing::error!(error = %e, "writing the lease file failed");
         }
         match self.store.maybe_compact(unix_now()) {
@@ -251,7 +251,7 @@ impl Server {
             }
         }
         let stats = self.report();
-        if let Err(e) = self.store.flush_lease_file() {
+        if let Err(e) = self.store.flush_lease_file(unix_now()) {
             tracing::error!(error = %e, "writing the lease file failed");
         }
         tracing::info!("stopped; stats {stats}");

@@ -130,15 +130,25 @@ fn decide(table: &Table, rx: RxMeta<'_>, req: &Request<'_>, now: u64) -> Decisio
     }
 }
 
-/// Relayed requests belong to the network holding giaddr; others to the receiving bridge.
+/// Relayed requests belong to the receiving bridge's network holding giaddr; others to any
+/// network on the receiving bridge.
 fn find_binding<'t>(
     table: &'t Table,
     rx: RxMeta<'_>,
     req: &Request<'_>,
 ) -> Result<(&'t Network, &'t Binding), DropReason> {
-    let lookup = |n: &'t Network| n.binding(req.chaddr, req.client_id).map(|b| (n, b));
+    let lookup = |n: &'t Network| {
+        n.binding(req.chaddr, req.client_id.as_deref())
+            .map(|b| (n, b))
+    };
     if !req.giaddr.is_unspecified() {
-        let network = table.containing(req.giaddr).ok_or(DropReason::NoNetwork)?;
+        // Only networks on the bridge the request came in on: a guest on one bridge must not
+        // reach (or release) bindings of another bridge by writing its giaddr.
+        let network = table
+            .networks
+            .iter()
+            .find(|n| n.bridge == rx.bridge && n.cidr.contains(req.giaddr))
+            .ok_or(DropReason::NoNetwork)?;
         return lookup(network).ok_or(DropReason::UnknownClient);
     }
     let mut networks = table
@@ -257,7 +267,7 @@ impl Context<'_> {
                     .unwrap_or(self.network.lease_time)
                     .expiry(self.now),
                 hostname: self.binding.hostname.as_deref().map(str::to_string),
-                client_id: self.req.client_id.map(<[u8]>::to_vec),
+                client_id: self.req.client_id.as_deref().map(<[u8]>::to_vec),
             })
         });
         Decision::Reply {

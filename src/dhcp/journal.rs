@@ -18,6 +18,8 @@ const RELEASE: u8 = 2;
 const DECLINE: u8 = 3;
 /// Largest payload a valid record can have (two 255-byte strings plus the fixed part).
 const MAX_PAYLOAD: usize = 1 + 6 + 4 + 8 + 256 + 256;
+/// Largest valid record: more unreadable bytes than this at the end are damage, not a torn write.
+pub const MAX_RECORD: usize = 8 + MAX_PAYLOAD;
 
 /// Appends one encoded record to `out`.
 pub fn encode(change: &LeaseChange, out: &mut Vec<u8>) {

@@ -25,9 +25,9 @@ impl Lease {
         self.expires.is_none_or(|e| e > now)
     }
 
-    /// The map key: a client and its address (a MAC may hold one address per network).
-    pub fn key(&self) -> (MacAddr, Ipv4Addr) {
-        (self.mac, self.ip)
+    /// The map key: the address (a static binding has one; a new grant replaces the holder).
+    pub fn key(&self) -> Ipv4Addr {
+        self.ip
     }
 }
 
@@ -53,11 +53,11 @@ pub enum LeaseChange {
 }
 
 impl LeaseChange {
-    /// The key of the lease this change touches.
-    pub fn key(&self) -> (MacAddr, Ipv4Addr) {
+    /// The address this change touches.
+    pub fn key(&self) -> Ipv4Addr {
         match self {
             LeaseChange::Grant(l) => l.key(),
-            LeaseChange::Release { mac, ip } | LeaseChange::Decline { mac, ip } => (*mac, *ip),
+            LeaseChange::Release { ip, .. } | LeaseChange::Decline { ip, .. } => *ip,
         }
     }
 }

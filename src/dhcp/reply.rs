@@ -82,7 +82,7 @@ pub fn encode(spec: &ReplySpec<'_>) -> Option<Vec<u8>> {
     };
     put(53, &[u8::from(spec.kind)], &mut budget);
     put(54, &spec.server.octets(), &mut budget);
-    if let Some(relay) = req.relay_info {
+    if let Some(relay) = req.relay_info.as_deref() {
         put(82, relay, &mut budget);
     }
     if let Some(text) = spec.message {
@@ -96,10 +96,11 @@ pub fn encode(spec: &ReplySpec<'_>) -> Option<Vec<u8>> {
                 put(59, &(lease / 8 * 7).to_be_bytes(), &mut budget);
             }
         }
-        let wanted =
-            |code: u8| req.parameters.is_none_or(|p| p.contains(&code)) || ALWAYS.contains(&code);
+        let wanted = |code: u8| {
+            req.parameters.as_deref().is_none_or(|p| p.contains(&code)) || ALWAYS.contains(&code)
+        };
         // In the order the client asked (earlier means more important to it), then the rest.
-        let order: Vec<u8> = match req.parameters {
+        let order: Vec<u8> = match req.parameters.as_deref() {
             Some(prl) => ALWAYS.iter().chain(prl.iter()).copied().collect(),
             None => spec.options.iter().map(|(c, _)| *c).collect(),
         };

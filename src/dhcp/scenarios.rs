@@ -65,7 +65,7 @@ const WEB_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 struct Sim {
     table: Table,
     engine: Engine,
-    leases: HashMap<(MacAddr, Ipv4Addr), Lease>,
+    leases: HashMap<Ipv4Addr, Lease>,
     now: u64,
 }
 
@@ -315,7 +315,14 @@ fn relayed_requests_use_the_giaddr_network_and_echo_option_82() {
         .relayed_by(giaddr)
         .option(82, &relay_info)
         .build();
-    let (kind, to, offer) = reply(&sim.send(packet));
+    let (kind, to, offer) = {
+        // Arriving on another bridge, a giaddr cannot reach this network's bindings.
+        assert_eq!(
+            sim.send(packet.clone()),
+            Decision::Drop(DropReason::NoNetwork)
+        );
+        reply(&sim.send_on("br200", packet))
+    };
     assert_eq!(kind, MessageType::Offer);
     assert_eq!(to, Destination::Relay(giaddr));
     assert_eq!(offer.giaddr(), giaddr);
@@ -324,7 +331,8 @@ fn relayed_requests_use_the_giaddr_network_and_echo_option_82() {
         opt(&offer, 54),
         Some(&DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 19, 5, 2)))
     );
-    let raw = match sim.send(
+    let raw = match sim.send_on(
+        "br200",
         discover(FAR)
             .relayed_by(giaddr)
             .option(82, &relay_info)
@@ -338,11 +346,12 @@ fn relayed_requests_use_the_giaddr_network_and_echo_option_82() {
         .any(|w| w == [82, 6, 1, 4, b'p', b'o', b'r', b't']));
     // A client of another network cannot be served through this relay.
     assert_eq!(
-        sim.send(discover(WEB).relayed_by(giaddr).build()),
+        sim.send_on("br200", discover(WEB).relayed_by(giaddr).build()),
         Decision::Drop(DropReason::UnknownClient)
     );
     assert_eq!(
-        sim.send(
+        sim.send_on(
+            "br200",
             discover(FAR)
                 .relayed_by(Ipv4Addr::new(198, 20, 0, 1))
                 .build()
@@ -351,7 +360,8 @@ fn relayed_requests_use_the_giaddr_network_and_echo_option_82() {
     );
     // A NAK through a relay goes to the relay with the broadcast bit set.
     let (kind, to, nak) = reply(
-        &sim.send(
+        &sim.send_on(
+            "br200",
             request(FAR)
                 .relayed_by(giaddr)
                 .option(50, &[198, 19, 5, 99])

@@ -1,5 +1,14 @@
 //! The lease store: a concurrent map for lookups plus the append-only journal that makes every
 //! acknowledged lease durable before its ACK is sent; optionally a dnsmasq-format lease file.
+//!
+//! Invariants, all kept under the journal lock:
+//! - the map changes only after the change is in the journal (written and, with `fsync`,
+//!   fdatasynced), so a compaction, which rewrites the journal from the map, never drops a lease
+//!   that was acknowledged;
+//! - the journal file is never left with a partial record followed by good ones: a failed
+//!   write is cut off again (`set_len`) and, because a failed fdatasync may have lost earlier
+//!   pages too, the journal is then rewritten whole from the map before anything else is
+//!   accepted; while that rewrite fails, every commit fails (and no ACK is sent).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -12,7 +21,6 @@ use dashmap::DashMap;
 
 use super::journal;
 use super::lease::{Lease, LeaseChange};
-use crate::table::MacAddr;
 
 /// Journal file name inside the state directory.
 pub const JOURNAL_FILE: &str = "leases.journal";
@@ -43,25 +51,40 @@ pub struct OpenReport {
     pub records: usize,
     /// Leases still active after replay.
     pub active: usize,
-    /// Bytes of torn tail cut off (a crash during a write).
+    /// Bytes after the last intact record (a crash during a write, or damage).
     pub torn_bytes: u64,
+    /// Where a damaged journal was copied before it was rewritten, if it was.
+    pub kept_aside: Option<PathBuf>,
 }
 
-/// Leases keyed by (MAC, address), durable through the journal.
+/// The open journal and what is known to be good in it.
+#[derive(Debug)]
+struct Journal {
+    file: File,
+    /// Bytes known to hold whole records.
+    len: u64,
+    /// False after a failed write until the journal has been rewritten whole.
+    healthy: bool,
+}
+
+/// Leases keyed by address (a static binding has one address; a grant replaces whoever held
+/// it), durable through the journal.
 #[derive(Debug)]
 pub struct LeaseStore {
-    map: DashMap<(MacAddr, Ipv4Addr), Lease>,
+    map: DashMap<Ipv4Addr, Lease>,
     journal_path: PathBuf,
-    journal: Mutex<File>,
+    journal: Mutex<Journal>,
     records: AtomicU64,
     fsync: bool,
     lease_file: Option<PathBuf>,
     lease_file_dirty: AtomicBool,
+    /// The earliest expiry among the leases last written to the lease file.
+    next_expiry: AtomicU64,
 }
 
 impl LeaseStore {
     /// Opens (or creates) the journal in `dir`, replays it, drops leases expired by `now`, and
-    /// rewrites it compactly.
+    /// rewrites it compactly. A journal damaged beyond a torn last record is copied aside first.
     pub fn open(
         dir: &Path,
         fsync: bool,
@@ -76,39 +99,54 @@ impl LeaseStore {
             Err(e) => return Err(at(&journal_path)(e)),
         };
         let replay = journal::replay(&bytes);
+        let mut report = OpenReport {
+            records: replay.changes.len(),
+            ..OpenReport::default()
+        };
         if replay.bad_header && !bytes.is_empty() {
             // Never overwrite a file we do not understand: keep it aside for the operator.
             let aside = journal_path.with_extension("journal.unreadable");
             fs::rename(&journal_path, &aside).map_err(at(&journal_path))?;
             tracing::error!(file = %journal_path.display(), moved_to = %aside.display(), "lease journal has no valid header; starting empty");
+            report.kept_aside = Some(aside);
+        } else {
+            report.torn_bytes = (bytes.len() - replay.valid_len) as u64;
+            if report.torn_bytes > journal::MAX_RECORD as u64 {
+                // More than one record's worth: damage, not a torn last write. The rewrite
+                // below would destroy what follows the damage, so keep a copy.
+                let aside = journal_path.with_extension(format!("journal.damaged-{now}"));
+                fs::write(&aside, &bytes).map_err(at(&aside))?;
+                tracing::error!(file = %journal_path.display(), offset = replay.valid_len, unread = report.torn_bytes, copy = %aside.display(), "lease journal is damaged; replayed up to the damage and kept a copy");
+                report.kept_aside = Some(aside);
+            }
         }
         let map = DashMap::new();
         for change in &replay.changes {
             apply(&map, change);
         }
         map.retain(|_, l: &mut Lease| l.is_active(now));
-        let report = OpenReport {
-            records: replay.changes.len(),
-            active: map.len(),
-            torn_bytes: (bytes.len().saturating_sub(replay.valid_len)) as u64
-                * u64::from(!replay.bad_header),
-        };
-        let file = write_compacted(&journal_path, &map)?;
+        report.active = map.len();
+        let journal = rewrite(&journal_path, &map)?;
         let store = LeaseStore {
             records: AtomicU64::new(map.len() as u64),
             map,
             journal_path,
-            journal: Mutex::new(file),
+            journal: Mutex::new(journal),
             fsync,
             lease_file,
             lease_file_dirty: AtomicBool::new(true),
+            next_expiry: AtomicU64::new(0),
         };
-        store.flush_lease_file()?;
+        store.flush_lease_file(now)?;
         Ok((store, report))
     }
 
-    /// Makes the changes durable (one write, one fdatasync) and then applies them to the map.
-    /// Call before sending the replies that announce them.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the changes durable (one write, one fdatasync), then applies them to the map.
+    /// Call before sending the replies that announce them; on `Err` send none of them.
     pub fn commit(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
@@ -117,16 +155,38 @@ impl LeaseStore {
         for c in changes {
             journal::encode(c, &mut buf);
         }
-        {
-            let mut file = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-            file.write_all(&buf).map_err(at(&self.journal_path))?;
-            if self.fsync {
-                file.sync_data().map_err(at(&self.journal_path))?;
-            }
+        let mut j = self.lock();
+        if !j.healthy {
+            // A previous write failed: the journal must be whole again before it takes more.
+            *j = rewrite(&self.journal_path, &self.map)?;
         }
+        let written = j.file.write_all(&buf).and_then(|()| {
+            if self.fsync {
+                j.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            j.healthy = false;
+            let good = j.len;
+            let _ = j.file.set_len(good);
+            if let Ok(fresh) = rewrite(&self.journal_path, &self.map) {
+                *j = fresh;
+            }
+            return Err(at(&self.journal_path)(e));
+        }
+        j.len += buf.len() as u64;
+        // Still under the lock: a compaction cannot slip between the journal and the map.
         for c in changes {
             apply(&self.map, c);
+            if let LeaseChange::Grant(l) = c {
+                if let Some(e) = l.expires {
+                    self.next_expiry.fetch_min(e, Ordering::Relaxed);
+                }
+            }
         }
+        drop(j);
         self.records
             .fetch_add(changes.len() as u64, Ordering::Relaxed);
         self.lease_file_dirty.store(true, Ordering::Release);
@@ -145,17 +205,17 @@ impl LeaseStore {
 
     /// Drops expired leases and rewrites the journal atomically (temp file, fsync, rename).
     pub fn compact(&self, now: u64) -> Result<(), StoreError> {
-        let mut file = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let mut j = self.lock();
         self.map.retain(|_, l| l.is_active(now));
-        *file = write_compacted(&self.journal_path, &self.map)?;
+        *j = rewrite(&self.journal_path, &self.map)?;
         self.records.store(self.map.len() as u64, Ordering::Relaxed);
         self.lease_file_dirty.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// The lease for a client and address, if any.
-    pub fn get(&self, mac: MacAddr, ip: Ipv4Addr) -> Option<Lease> {
-        self.map.get(&(mac, ip)).map(|l| l.clone())
+    /// The lease on an address, if any.
+    pub fn get(&self, ip: Ipv4Addr) -> Option<Lease> {
+        self.map.get(&ip).map(|l| l.clone())
     }
 
     /// Every lease still active at `now`, sorted by address.
@@ -166,7 +226,7 @@ impl LeaseStore {
             .filter(|l| l.is_active(now))
             .map(|l| l.clone())
             .collect();
-        out.sort_by_key(|l| (l.ip, l.mac));
+        out.sort_by_key(|l| l.ip);
         out
     }
 
@@ -180,17 +240,26 @@ impl LeaseStore {
         self.map.is_empty()
     }
 
-    /// Rewrites the dnsmasq-format lease file if leases changed since the last write.
-    pub fn flush_lease_file(&self) -> Result<(), StoreError> {
+    /// Rewrites the dnsmasq-format lease file with the leases active at `now`, if leases
+    /// changed or one expired since the last write.
+    pub fn flush_lease_file(&self, now: u64) -> Result<(), StoreError> {
         let Some(path) = &self.lease_file else {
             return Ok(());
         };
-        if !self.lease_file_dirty.swap(false, Ordering::AcqRel) {
+        let expired = now >= self.next_expiry.load(Ordering::Relaxed);
+        if !self.lease_file_dirty.swap(false, Ordering::AcqRel) && !expired {
             return Ok(());
         }
+        let leases = self.active(now);
+        let next = leases
+            .iter()
+            .filter_map(|l| l.expires)
+            .min()
+            .unwrap_or(u64::MAX);
+        self.next_expiry.store(next, Ordering::Relaxed);
         let mut text = String::new();
-        for l in self.active(0) {
-            text.push_str(&dnsmasq_line(&l));
+        for l in &leases {
+            text.push_str(&dnsmasq_line(l));
             text.push('\n');
         }
         write_atomically(path, text.as_bytes())
@@ -198,27 +267,56 @@ impl LeaseStore {
     }
 }
 
-fn apply(map: &DashMap<(MacAddr, Ipv4Addr), Lease>, change: &LeaseChange) {
+fn apply(map: &DashMap<Ipv4Addr, Lease>, change: &LeaseChange) {
     match change {
         LeaseChange::Grant(lease) => {
-            map.insert(lease.key(), lease.clone());
+            map.insert(lease.ip, lease.clone());
         }
-        LeaseChange::Release { .. } | LeaseChange::Decline { .. } => {
-            map.remove(&change.key());
+        LeaseChange::Release { mac, ip } | LeaseChange::Decline { mac, ip } => {
+            // Only the holder can end a lease.
+            map.remove_if(ip, |_, l| l.mac == *mac);
         }
     }
 }
 
-fn write_compacted(
-    path: &Path,
-    map: &DashMap<(MacAddr, Ipv4Addr), Lease>,
-) -> Result<File, StoreError> {
+/// Writes a fresh journal holding exactly the map, and returns it open for appending. The new
+/// file is opened before it is renamed into place, so the handle always belongs to the file that
+/// bears the journal's name (a failure leaves the old journal and its handle in charge).
+fn rewrite(path: &Path, map: &DashMap<Ipv4Addr, Lease>) -> Result<Journal, StoreError> {
     let mut buf = journal::HEADER.to_vec();
     for lease in map.iter() {
         journal::encode(&LeaseChange::Grant(lease.clone()), &mut buf);
     }
-    write_atomically(path, &buf)?;
-    OpenOptions::new().append(true).open(path).map_err(at(path))
+    let tmp = path.with_extension(format!("journal.tmp.{}", std::process::id()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&tmp)
+        .map_err(at(&tmp))?;
+    file.write_all(&buf)
+        .and_then(|()| file.sync_all())
+        .map_err(at(&tmp))?;
+    let appender = OpenOptions::new()
+        .append(true)
+        .open(&tmp)
+        .map_err(at(&tmp))?;
+    fs::rename(&tmp, path).map_err(at(path))?;
+    sync_dir(path)?;
+    Ok(Journal {
+        file: appender,
+        len: buf.len() as u64,
+        healthy: true,
+    })
+}
+
+fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(at(dir))?;
+    }
+    Ok(())
 }
 
 /// Writes a file so that a crash leaves either the old or the new content: temp file, fsync,
@@ -229,12 +327,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     f.write_all(bytes).map_err(at(&tmp))?;
     f.sync_all().map_err(at(&tmp))?;
     fs::rename(&tmp, path).map_err(at(path))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(at(dir))?;
-    }
-    Ok(())
+    sync_dir(path)
 }
 
 /// `<expiry> <mac> <ip> <hostname|*> <client-id|*>`, as dnsmasq writes (0 = infinite).
@@ -260,6 +353,7 @@ pub fn dnsmasq_line(l: &Lease) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::MacAddr;
 
     fn lease(n: u8, expires: Option<u64>) -> Lease {
         Lease {
@@ -268,6 +362,14 @@ mod tests {
             expires,
             hostname: Some(format!("h{n}")),
             client_id: None,
+        }
+    }
+
+    fn release(n: u8) -> LeaseChange {
+        let l = lease(n, None);
+        LeaseChange::Release {
+            mac: l.mac,
+            ip: l.ip,
         }
     }
 
@@ -283,31 +385,44 @@ mod tests {
                 LeaseChange::Grant(lease(3, None)),
             ])
             .unwrap();
-            s.commit(&[LeaseChange::Release {
-                mac: lease(3, None).mac,
-                ip: lease(3, None).ip,
-            }])
-            .unwrap();
-            s.flush_lease_file().unwrap();
+            s.commit(&[release(3)]).unwrap();
+            s.flush_lease_file(100).unwrap();
             let text = fs::read_to_string(&lf).unwrap();
             assert_eq!(
                 text,
                 "1000 fa:16:3e:00:00:01 198.18.0.1 h1 *\n150 fa:16:3e:00:00:02 198.18.0.2 h2 *\n"
             );
+            // An expiry rewrites the file without any new change.
+            s.flush_lease_file(200).unwrap();
+            assert_eq!(
+                fs::read_to_string(&lf).unwrap(),
+                "1000 fa:16:3e:00:00:01 198.18.0.1 h1 *\n"
+            );
         }
         let (s, report) = LeaseStore::open(dir.path(), true, None, 200).unwrap();
         assert_eq!(report.records, 4);
         assert_eq!(report.active, 1);
-        assert_eq!(
-            s.get(lease(1, None).mac, lease(1, None).ip)
-                .unwrap()
-                .expires,
-            Some(1000)
-        );
-        assert!(
-            s.get(lease(2, None).mac, lease(2, None).ip).is_none(),
-            "expired"
-        );
+        assert_eq!(s.get(lease(1, None).ip).unwrap().expires, Some(1000));
+        assert!(s.get(lease(2, None).ip).is_none(), "expired");
+    }
+
+    #[test]
+    fn only_the_holder_releases_and_a_grant_replaces_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
+        s.commit(&[LeaseChange::Grant(lease(1, None))]).unwrap();
+        let ip = lease(1, None).ip;
+        s.commit(&[LeaseChange::Release {
+            mac: MacAddr([9; 6]),
+            ip,
+        }])
+        .unwrap();
+        assert!(s.get(ip).is_some(), "another MAC cannot release it");
+        let mut other = lease(1, None);
+        other.mac = MacAddr([7; 6]);
+        s.commit(&[LeaseChange::Grant(other.clone())]).unwrap();
+        assert_eq!(s.len(), 1, "one address, one lease");
+        assert_eq!(s.get(ip), Some(other));
     }
 
     #[test]
@@ -324,11 +439,34 @@ mod tests {
         {
             let (s, report) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
             assert_eq!(report.torn_bytes, 6);
+            assert_eq!(
+                report.kept_aside, None,
+                "a torn last record is normal after a crash"
+            );
             assert_eq!(s.len(), 1);
             s.commit(&[LeaseChange::Grant(lease(2, None))]).unwrap();
         }
         let (s, _) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (s, _) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
+            for n in 1..=40 {
+                s.commit(&[LeaseChange::Grant(lease(n, None))]).unwrap();
+            }
+        }
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[20] ^= 0xff; // inside the first record
+        fs::write(&path, &bytes).unwrap();
+        let (s, report) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
+        assert_eq!(s.len(), 0);
+        let aside = report.kept_aside.expect("a copy of the damaged journal");
+        assert_eq!(fs::read(aside).unwrap(), bytes);
     }
 
     #[test]
@@ -343,10 +481,42 @@ mod tests {
             .unwrap();
         }
         s.compact(20).unwrap();
+        s.commit(&[LeaseChange::Grant(lease(3, None))]).unwrap();
         drop(s);
         let (s, report) = LeaseStore::open(dir.path(), false, None, 20).unwrap();
-        assert_eq!(report.records, 1);
-        assert_eq!(s.active(20).len(), 1);
+        assert_eq!(
+            report.records, 2,
+            "the compacted lease and the one appended after"
+        );
+        assert_eq!(s.active(20).len(), 2);
+    }
+
+    #[test]
+    fn concurrent_commits_and_compactions_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
+        let s = std::sync::Arc::new(s);
+        let writers: Vec<_> = (0..4u8)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for n in 0..50u8 {
+                        let mut l = lease(n, None);
+                        l.ip = Ipv4Addr::new(198, 18, t, n);
+                        s.commit(&[LeaseChange::Grant(l)]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..20 {
+            s.compact(0).unwrap();
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        drop(s);
+        let (s, _) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
+        assert_eq!(s.len(), 200);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! not read options overloaded into `sname`/`file` (option 52), and its `chaddr()` indexes past
 //! the header when `hlen > 16`. The tests at the bottom pin each of those gaps.
 
+use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::{borrowed, MessageType, Opcode};
@@ -67,16 +68,17 @@ pub struct Request<'a> {
     /// Option 54.
     pub server_id: Option<Ipv4Addr>,
     /// Option 61.
-    pub client_id: Option<&'a [u8]>,
+    pub client_id: Option<Cow<'a, [u8]>>,
     /// Option 55.
-    pub parameters: Option<&'a [u8]>,
+    pub parameters: Option<Cow<'a, [u8]>>,
     /// Option 57.
     pub max_message_size: Option<u16>,
     /// Option 12.
-    pub hostname: Option<&'a [u8]>,
+    pub hostname: Option<Cow<'a, [u8]>>,
     /// Option 82, raw, to echo back (RFC 3046).
-    pub relay_info: Option<&'a [u8]>,
-    /// How many options appeared more than once; the first occurrence is used.
+    pub relay_info: Option<Cow<'a, [u8]>>,
+    /// How many fixed-size options appeared more than once (the first is used); repeated
+    /// variable-length options (12, 55, 61, 82) are joined instead, as RFC 3396 says.
     pub repeated_options: u16,
 }
 
@@ -143,7 +145,8 @@ pub fn parse(bytes: &[u8]) -> Result<Request<'_>, WireError> {
     Ok(req)
 }
 
-/// Records one option into the request; the first occurrence of a code wins.
+/// Records one option into the request. Variable-length options that appear again are joined
+/// (RFC 3396 long options); for the others the first occurrence wins and repeats are counted.
 fn take<'a>(
     req: &mut Request<'a>,
     seen: &mut [bool; 256],
@@ -151,6 +154,20 @@ fn take<'a>(
     code: u8,
     data: &'a [u8],
 ) {
+    let joined = match code {
+        12 => Some(&mut req.hostname),
+        55 => Some(&mut req.parameters),
+        61 => Some(&mut req.client_id),
+        82 => Some(&mut req.relay_info),
+        _ => None,
+    };
+    if let Some(field) = joined {
+        match field {
+            Some(value) => value.to_mut().extend_from_slice(data),
+            None => *field = Some(Cow::Borrowed(data)),
+        }
+        return;
+    }
     let slot = &mut seen[usize::from(code)];
     if *slot {
         req.repeated_options = req.repeated_options.saturating_add(1);
@@ -159,14 +176,10 @@ fn take<'a>(
     *slot = true;
     let addr = || <[u8; 4]>::try_from(data).ok().map(Ipv4Addr::from);
     match code {
-        12 => req.hostname = Some(data),
         50 => req.requested_ip = addr(),
         53 => *message_type = Some(data),
         54 => req.server_id = addr(),
-        55 => req.parameters = Some(data),
         57 => req.max_message_size = <[u8; 2]>::try_from(data).ok().map(u16::from_be_bytes),
-        61 => req.client_id = Some(data),
-        82 => req.relay_info = Some(data),
         _ => {}
     }
 }
@@ -267,9 +280,9 @@ mod tests {
         assert_eq!(r.xid, 7);
         assert!(r.broadcast);
         assert_eq!(r.chaddr, mac());
-        assert_eq!(r.parameters, Some(&[1, 3, 6][..]));
+        assert_eq!(r.parameters.as_deref(), Some(&[1, 3, 6][..]));
         assert_eq!(r.max_message_size, Some(576));
-        assert_eq!(r.hostname, Some(&b"web"[..]));
+        assert_eq!(r.hostname.as_deref(), Some(&b"web"[..]));
     }
 
     #[test]
@@ -347,6 +360,23 @@ mod tests {
     }
 
     #[test]
+    fn split_options_are_joined_as_rfc3396_says() {
+        let p = RequestBuilder::new(MessageType::Discover, mac(), 1)
+            .option(82, &[1, 3, b'a', b'b'])
+            .option(55, &[1, 3])
+            .option(82, &[b'c', 2, 1, 9])
+            .option(55, &[6])
+            .build();
+        let r = parse(&p).unwrap();
+        assert_eq!(
+            r.relay_info.as_deref(),
+            Some(&[1, 3, b'a', b'b', b'c', 2, 1, 9][..])
+        );
+        assert_eq!(r.parameters.as_deref(), Some(&[1, 3, 6][..]));
+        assert_eq!(r.repeated_options, 0);
+    }
+
+    #[test]
     fn overloaded_options_in_file_and_sname_are_read() {
         let mut p = RequestBuilder::new(MessageType::Request, mac(), 1)
             .option(52, &[3])
@@ -376,6 +406,6 @@ mod tests {
             .build();
         p.pop();
         let r = parse(&p).unwrap();
-        assert_eq!(r.hostname, Some(&[][..]));
+        assert_eq!(r.hostname.as_deref(), Some(&[][..]));
     }
 }

@@ -9,3 +9,6 @@ pub mod params;
 pub mod wire;
 
 pub use engine::{Advertiser, Output, RaSpec, RaStats, Received};
+
+#[cfg(test)]
+mod scenarios;

@@ -40,6 +40,9 @@ pub enum LoadError {
     },
 }
 
+/// dnsmasq's shortest lease; `min_lease_time` lowers it (for tests of renewal).
+pub const MIN_LEASE_SECONDS: u32 = 120;
+
 /// nova's default lease time (dhcp_lease_time).
 pub const DEFAULT_LEASE_TIME: LeaseTime = LeaseTime::Seconds(86_400);
 
@@ -188,9 +191,25 @@ fn build_network(
         Some(s) => inside("server_address", s)?,
         None => gateway.unwrap_or(first_host),
     };
-    let lease_time = parse_lease(nc.lease_time.as_deref())
-        .map_err(|v| field(format!("lease_time: {v:?} is not a lease time")))?
-        .unwrap_or(DEFAULT_LEASE_TIME);
+    let min_lease = match parse_lease(nc.min_lease_time.as_deref())
+        .map_err(|v| field(format!("min_lease_time: {v:?} is not a lease time")))?
+    {
+        Some(LeaseTime::Seconds(s)) => s,
+        Some(LeaseTime::Infinite) => {
+            return Err(field("min_lease_time: cannot be infinite".into()))
+        }
+        None => MIN_LEASE_SECONDS,
+    };
+    // dnsmasq raises shorter leases to its minimum: each renewal is a journal write.
+    let at_least = |l: LeaseTime| match l {
+        LeaseTime::Seconds(s) => LeaseTime::Seconds(s.max(min_lease)),
+        LeaseTime::Infinite => LeaseTime::Infinite,
+    };
+    let lease_time = at_least(
+        parse_lease(nc.lease_time.as_deref())
+            .map_err(|v| field(format!("lease_time: {v:?} is not a lease time")))?
+            .unwrap_or(DEFAULT_LEASE_TIME),
+    );
     let domain = match nc.domain.as_deref().map(|d| d.trim_end_matches('.')) {
         Some("") | None => None,
         Some(d) if hosts::is_hostname(d) => Some(d.to_string()),
@@ -244,28 +263,21 @@ fn build_network(
         }
         base.insert(26, mtu.to_be_bytes().to_vec());
     }
-    if !nc.routes.is_empty() {
-        let mut routes = Vec::new();
-        for r in &nc.routes {
-            let dest: Ipv4Network = r
-                .destination
-                .parse()
-                .map_err(|e| field(format!("routes: destination {:?}: {e}", r.destination)))?;
-            routes.push((
-                Ipv4Network::new(dest.network(), dest.prefix())
-                    .map_err(|e| field(e.to_string()))?,
-                r.gateway,
-            ));
-        }
-        // RFC 3442: a client given option 121 ignores option 3, so carry the default route in it.
-        if let (Some(g), false) = (gateway, routes.iter().any(|(d, _)| d.prefix() == 0)) {
-            routes.push((
-                Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).map_err(|e| field(e.to_string()))?,
-                g,
-            ));
-        }
-        base.insert(121, encode_classless(&routes));
+    let mut routes = Vec::new();
+    for r in &nc.routes {
+        let dest: Ipv4Network = r
+            .destination
+            .parse()
+            .map_err(|e| field(format!("routes: destination {:?}: {e}", r.destination)))?;
+        routes.push((
+            Ipv4Network::new(dest.network(), dest.prefix()).map_err(|e| field(e.to_string()))?,
+            r.gateway,
+        ));
     }
+    let base = BaseOptions {
+        values: base,
+        routes,
+    };
 
     let mut entries: Vec<(String, HostEntry)> = Vec::new();
     if let Some(path) = &nc.hosts_file {
@@ -378,7 +390,7 @@ fn build_network(
             name_domain,
             client_id: entry.client_id.clone(),
             tags: tags.into_boxed_slice(),
-            lease_time: entry.lease_time,
+            lease_time: entry.lease_time.map(at_least),
             ignore: entry.ignore,
             options,
         };
@@ -470,7 +482,7 @@ fn split_name(name: Option<&str>) -> (Option<Box<str>>, Option<Box<str>>) {
 /// dnsmasq's choice per option code: among the lines whose tag conditions the client meets,
 /// the one with the most tag conditions wins (tagged beats untagged), the later line on a tie.
 fn resolve_options(
-    base: &BTreeMap<u8, Vec<u8>>,
+    base: &BaseOptions,
     lines: &[OptionLine],
     network: &str,
     tags: &[Box<str>],
@@ -488,18 +500,40 @@ fn resolve_options(
             *slot = rank;
         }
     }
-    let mut out: BTreeMap<u8, Vec<u8>> = base.clone();
+    let mut out: BTreeMap<u8, Vec<u8>> = base.values.clone();
+    let lines_set_routes = best.contains_key(&121);
     for (code, (_, order)) in best {
         match lines.get(order).and_then(|l| l.value.clone()) {
             Some(value) => out.insert(code, value),
             None => out.remove(&code),
         };
     }
+    if !base.routes.is_empty() && !lines_set_routes {
+        // RFC 3442: a client given option 121 ignores option 3, so 121 carries the default
+        // route too, via the router this client resolved to (none if its option 3 is off).
+        let mut routes = base.routes.clone();
+        let router = out
+            .get(&3)
+            .and_then(|r| <[u8; 4]>::try_from(r.get(..4)?).ok());
+        if let (Some(r), false) = (router, routes.iter().any(|(d, _)| d.prefix() == 0)) {
+            if let Ok(default) = Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0) {
+                routes.push((default, Ipv4Addr::from(r)));
+            }
+        }
+        out.insert(121, encode_classless(&routes));
+    }
     OptionList(
         out.into_iter()
             .map(|(c, v)| (c, v.into_boxed_slice()))
             .collect(),
     )
+}
+
+/// A network's own options before opts-file lines apply: values by code, and the classless
+/// routes from the TOML (encoded per client, since the default route follows its router).
+struct BaseOptions {
+    values: BTreeMap<u8, Vec<u8>>,
+    routes: Vec<(Ipv4Network, Ipv4Addr)>,
 }
 
 /// Which distinct source files a table came from, for the change watcher.
@@ -591,6 +625,35 @@ mod tests {
         assert_eq!(
             b.options.get(121),
             Some(&[16, 198, 19, 198, 18, 0, 254, 0, 198, 18, 0, 1][..])
+        );
+    }
+
+    #[test]
+    fn classless_routes_take_the_default_route_from_the_clients_router() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = write(
+            dir.path(),
+            "h.conf",
+            "fa:16:3e:00:00:01,a,198.18.0.10\nfa:16:3e:00:00:02,b,198.18.0.11,net:NW-b",
+        );
+        let opts = write(dir.path(), "h.opts", "3,198.18.0.7\nNW-b,3\n");
+        let text = format!("{}hosts_file = {hosts:?}\nopts_file = {opts:?}\nroutes = [{{ destination = \"198.19.0.0/16\", gateway = \"198.18.0.254\" }}]\n", NET.replace("gateway = \"198.18.0.1\"\n", ""));
+        let t = from_config(&config(&text), Path::new("c.toml")).unwrap();
+        let n = &t.networks[0];
+        let a = n
+            .binding("fa:16:3e:00:00:01".parse().unwrap(), None)
+            .unwrap();
+        assert_eq!(
+            a.options.get(121),
+            Some(&[16, 198, 19, 198, 18, 0, 254, 0, 198, 18, 0, 7][..])
+        );
+        let b = n
+            .binding("fa:16:3e:00:00:02".parse().unwrap(), None)
+            .unwrap();
+        assert_eq!(
+            b.options.get(121),
+            Some(&[16, 198, 19, 198, 18, 0, 254][..]),
+            "no router, no default route"
         );
     }
 

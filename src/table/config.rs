@@ -48,6 +48,8 @@ pub struct NetworkConfig {
     pub server_address: Option<Ipv4Addr>,
     /// Default lease time (`120s`, `12h`, `infinite`...); default 86400 s, as nova.
     pub lease_time: Option<String>,
+    /// Shorter lease times are raised to this (default 120 s, as dnsmasq).
+    pub min_lease_time: Option<String>,
     /// Domain name (option 15).
     pub domain: Option<String>,
     /// DNS servers (option 6).

@@ -94,7 +94,7 @@ const NAMES: &[(&str, u8, Kind)] = &[
 ];
 
 /// Options a config may not set: the server computes them per request.
-pub const RESERVED: &[u8] = &[0, 50, 52, 53, 54, 55, 61, 82, 255];
+pub const RESERVED: &[u8] = &[0, 50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82, 255];
 
 /// Looks up a dnsmasq option name (`ntp-server`) and returns its code and encoding.
 pub fn by_name(name: &str) -> Option<(u8, Kind)> {

@@ -80,7 +80,7 @@ pub fn serve(label: &str, instances: usize, bound: usize, lease: &str) -> Served
     fs::write(
         &config,
         format!(
-            "[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"{lease}\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n",
+            "[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"{lease}\"\nmin_lease_time = \"2s\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n",
             lab.cidr(),
             lab.server_ip
         ),
