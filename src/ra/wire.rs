@@ -227,14 +227,6 @@ impl RouterAdvertisement {
         out.extend_from_slice(&self.router_lifetime.to_be_bytes());
         out.extend_from_slice(&self.reachable_time.to_be_bytes());
         out.extend_from_slice(&self.retrans_timer.to_be_bytes());
-        if let Some(mac) = self.source_lladdr {
-            out.extend_from_slice(&[OPT_SOURCE_LLADDR, 1]);
-            out.extend_from_slice(&mac.0);
-        }
-        if let Some(mtu) = self.mtu {
-            out.extend_from_slice(&[OPT_MTU, 1, 0, 0]);
-            out.extend_from_slice(&mtu.to_be_bytes());
-        }
         for p in &self.prefixes {
             out.extend_from_slice(&[OPT_PREFIX, 4, p.len]);
             out.push(if p.on_link { 0x80 } else { 0 } | if p.autonomous { 0x40 } else { 0 });
@@ -265,6 +257,15 @@ impl RouterAdvertisement {
                 out.push(0);
             }
             pad8(&mut out, start);
+        }
+        // radvd's order: prefixes, RDNSS, DNSSL, MTU, source link-layer address.
+        if let Some(mtu) = self.mtu {
+            out.extend_from_slice(&[OPT_MTU, 1, 0, 0]);
+            out.extend_from_slice(&mtu.to_be_bytes());
+        }
+        if let Some(mac) = self.source_lladdr {
+            out.extend_from_slice(&[OPT_SOURCE_LLADDR, 1]);
+            out.extend_from_slice(&mac.0);
         }
         out
     }
@@ -317,7 +318,7 @@ mod tests {
         assert_eq!(p.get_reachable_time(), 1000);
         assert_eq!(p.get_retrans_time(), 500);
         let kinds: Vec<u8> = p.get_options().iter().map(|o| o.option_type.0).collect();
-        assert_eq!(kinds, [1, 5, 3, 25, 31]);
+        assert_eq!(kinds, [3, 25, 31, 5, 1]);
         assert_eq!(p.payload().len(), 0);
     }
 

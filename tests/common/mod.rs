@@ -18,7 +18,28 @@ pub fn required() -> bool {
 
 /// Skips (loudly) or fails when the test cannot run here.
 pub fn can_run(test: &str, clients: &[ClientKind]) -> bool {
+    can_run_with(test, clients, &[])
+}
+
+/// The Python with Debian's scapy (a pyenv `python3` earlier on PATH may lack it).
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Like [`can_run`], also needing `(program, package)` pairs; `scapy` means Debian's python3-scapy.
+pub fn can_run_with(test: &str, clients: &[ClientKind], programs: &[(&str, &str)]) -> bool {
     let mut missing = Vec::new();
+    for (program, package) in programs {
+        let present = if *program == "scapy" {
+            std::process::Command::new(SYSTEM_PYTHON)
+                .args(["-c", "import scapy.all"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        } else {
+            lab::have(program)
+        };
+        if !present {
+            missing.push(format!("{program} (package {package})"));
+        }
+    }
     if !lab::is_root() {
         missing.push("root (network namespaces)".to_string());
     }
@@ -66,6 +87,12 @@ pub const LEASE: &str = "120s";
 /// Builds a lab with `instances` instances and starts netnode with bindings for the first
 /// `bound` of them (`vm-<i>.novalocal` at `lab.instance_ip(i)`), lease time `lease`.
 pub fn serve(label: &str, instances: usize, bound: usize, lease: &str) -> Served {
+    serve_with(label, instances, bound, lease, "")
+}
+
+/// Like [`serve`], with `extra` TOML appended to the network (keys, then sub-tables such as
+/// `[network.ra]`).
+pub fn serve_with(label: &str, instances: usize, bound: usize, lease: &str, extra: &str) -> Served {
     let lab =
         Lab::build(label, instances, Ipv4Addr::new(198, 18, 0, 1), 24).expect("building the lab");
     let hosts = lab.dir.join("nova-br100.conf");
@@ -80,7 +107,7 @@ pub fn serve(label: &str, instances: usize, bound: usize, lease: &str) -> Served
     fs::write(
         &config,
         format!(
-            "[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"{lease}\"\nmin_lease_time = \"2s\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n",
+            "[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"{lease}\"\nmin_lease_time = \"2s\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\n{extra}\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n",
             lab.cidr(),
             lab.server_ip
         ),
@@ -137,6 +164,20 @@ impl Served {
             .find(|l| l.contains(LINE))
             .unwrap_or_default()
             .to_string()
+    }
+
+    /// Waits (up to 10 s) until the daemon's log contains `needle`; panics with the log if not.
+    pub fn daemon_wait(&self, needle: &str) {
+        for _ in 0..100 {
+            if self.daemon.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "netnode never logged {needle:?}:\n{}",
+            self.daemon.log_text()
+        );
     }
 
     /// Waits until the lease file satisfies `pred`, returning its text.
