@@ -7,6 +7,7 @@
 pub mod demo;
 pub mod dhcp;
 pub mod lab;
+pub mod metadata;
 pub mod netif;
 pub mod ra;
 pub mod ratelimit;

@@ -18,8 +18,10 @@ use tokio::task::JoinHandle;
 
 use crate::dhcp::listener::{self, Shared};
 use crate::dhcp::{LeaseStore, Stats};
+use crate::metadata::{self, password::PasswordStore, Tree};
 use crate::ra::listener::Control;
 use crate::ra::RaStats;
+use crate::table::instance::MetadataSettings;
 use crate::table::{build, Table};
 
 /// How often source files are checked for changes and the lease file flushed.
@@ -64,6 +66,14 @@ struct ListenerHandle {
     stats: Arc<Mutex<Stats>>,
 }
 
+/// The metadata service, when configured.
+struct MetadataHandle {
+    shared: metadata::server::Shared,
+    listen: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
 struct RaHandle {
     control: watch::Sender<Control>,
     task: JoinHandle<()>,
@@ -77,6 +87,7 @@ pub struct Server {
     store: Arc<LeaseStore>,
     listeners: HashMap<String, ListenerHandle>,
     advertisers: HashMap<String, RaHandle>,
+    metadata: Option<MetadataHandle>,
     generation: u64,
     watched: Vec<PathBuf>,
     fingerprint: Vec<Option<(i64, i64, u64, u64)>>,
@@ -97,7 +108,12 @@ impl Server {
         .context("opening the lease store")?;
         tracing::info!(dir = %state.dir.display(), records = report.records, active = report.active, torn_bytes = report.torn_bytes, "lease journal replayed");
         let watched = build::unique_sources(&table);
+        let metadata = match &table.metadata {
+            Some(settings) => Some(start_metadata(&table, settings.clone())?),
+            None => None,
+        };
         let mut server = Server {
+            metadata,
             config: config.to_path_buf(),
             fingerprint: fingerprint(&watched),
             watched,
@@ -115,9 +131,33 @@ impl Server {
     /// last good table keeps serving.
     pub async fn reload(&mut self, why: &str) {
         let path = self.config.clone();
-        let result = tokio::task::spawn_blocking(move || build::load(&path)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            build::load(&path).map(|table| {
+                let tree = Tree::build(&table);
+                (table, tree)
+            })
+        })
+        .await;
         match result {
-            Ok(Ok(table)) => {
+            Ok(Ok((table, tree))) => {
+                if let Some(m) = &self.metadata {
+                    match &table.metadata {
+                        Some(settings) => {
+                            if settings.listen != m.listen {
+                                tracing::warn!(
+                                    "[metadata] listen changed; it takes effect at the next start"
+                                );
+                            }
+                            m.shared.settings.store(Arc::new(settings.clone()));
+                            m.shared.tree.store(Arc::new(tree));
+                        }
+                        None => tracing::warn!(
+                            "[metadata] removed; the service stops at the next start"
+                        ),
+                    }
+                } else if table.metadata.is_some() {
+                    tracing::warn!("[metadata] added; the service starts at the next start");
+                }
                 self.watched = build::unique_sources(&table);
                 self.fingerprint = fingerprint(&self.watched);
                 if table.state != self.table.load().state {
@@ -204,7 +244,10 @@ impl Server {
         for h in self.advertisers.values() {
             ra.add(&h.stats.lock().unwrap_or_else(|p| p.into_inner()));
         }
-        format!("{} {}", self.stats(), ra)
+        match &self.metadata {
+            Some(m) => format!("{} {} {}", self.stats(), ra, m.shared.stats),
+            None => format!("{} {}", self.stats(), ra),
+        }
     }
 
     /// Counters of all listeners, summed.
@@ -239,6 +282,10 @@ impl Server {
         for h in self.advertisers.values() {
             let _ = h.control.send(Control::Shutdown);
         }
+        if let Some(m) = self.metadata.take() {
+            let _ = m.stop.send(true);
+            let _ = m.task.await;
+        }
         for (_, h) in self.listeners.drain() {
             let _ = h.task.await;
         }
@@ -256,6 +303,40 @@ impl Server {
         }
         tracing::info!("stopped; stats {stats}");
     }
+}
+
+/// Renders the metadata trees, opens the password store, binds the listener and serves.
+fn start_metadata(table: &Table, settings: MetadataSettings) -> anyhow::Result<MetadataHandle> {
+    let passwords = PasswordStore::open(&table.state.dir).context("opening the password store")?;
+    let listen = settings.listen;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(listen),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&listen.into())
+        .with_context(|| format!("binding the metadata service to {listen}"))?;
+    socket.listen(1024)?;
+    let listener = tokio::net::TcpListener::from_std(socket.into())?;
+    let tree = Tree::build(table);
+    tracing::info!(%listen, instances = tree.len(), "metadata listening");
+    let shared = metadata::server::Shared {
+        tree: Arc::new(ArcSwap::from_pointee(tree)),
+        settings: Arc::new(ArcSwap::from_pointee(settings)),
+        passwords: Arc::new(passwords),
+        stats: Arc::new(Default::default()),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(metadata::server::run(listener, shared.clone(), stop_rx));
+    Ok(MetadataHandle {
+        shared,
+        listen,
+        stop,
+        task,
+    })
 }
 
 /// Binds the bridge's socket (waiting for the bridge to exist) and serves it.

@@ -120,12 +120,41 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         lease_file: config.state.lease_file.clone(),
         fsync: config.state.fsync,
     };
+    let metadata = config
+        .metadata
+        .as_ref()
+        .map(super::instance::settings)
+        .transpose()
+        .map_err(invalid)?;
+    if let Some(path) = config
+        .metadata
+        .as_ref()
+        .and_then(|m| m.vendordata_file.clone())
+    {
+        sources.push(path);
+    }
+    let instances = super::instance::build(
+        &config.instance,
+        &networks,
+        config.ipv6.backend,
+        origin,
+        &mut problems,
+    )
+    .map_err(invalid)?;
+    sources.extend(
+        config
+            .instance
+            .iter()
+            .filter_map(|i| i.user_data_file.clone()),
+    );
     Ok(Table {
         networks,
         state,
         problems,
         sources,
         ipv6_backend: config.ipv6.backend,
+        metadata,
+        instances,
     })
 }
 
@@ -318,6 +347,8 @@ fn build_network(
         None => None,
     };
     let mut network = Network {
+        dns: nc.dns_servers.clone(),
+        mtu_v4: nc.mtu,
         cidr_v6,
         ra: None,
         name: nc.name.clone(),

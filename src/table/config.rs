@@ -18,6 +18,75 @@ pub struct ConfigFile {
     /// IPv6 settings shared by all networks.
     #[serde(default)]
     pub ipv6: Ipv6Config,
+    /// The metadata service (off when absent).
+    pub metadata: Option<MetadataConfig>,
+    /// Instance records, one `[[instance]]` table each.
+    #[serde(default)]
+    pub instance: Vec<InstanceConfig>,
+}
+
+/// `[metadata]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// Where the HTTP server listens (default `0.0.0.0:8775`, nova's metadata_listen).
+    pub listen: Option<String>,
+    /// A StaticJSON vendor data file (vendor_data.json and the "static" key of vendor_data2.json).
+    pub vendordata_file: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded: for=` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Neutron proxy mode: requests identify the instance with X-Instance-ID, X-Tenant-ID and
+    /// an HMAC-SHA256 X-Instance-ID-Signature made with this secret.
+    pub proxy_shared_secret: Option<String>,
+    /// Domain for EC2 hostnames when the instance's network sets none (nova's dhcp_domain).
+    pub dhcp_domain: Option<String>,
+}
+
+/// One `[[instance]]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// The instance's UUID.
+    pub uuid: String,
+    /// Display name.
+    pub name: String,
+    /// Host name (without domain).
+    pub hostname: Option<String>,
+    /// Its MAC; joins the bindings, whose fixed IPs identify the instance.
+    pub mac: Option<String>,
+    /// More MACs (multinic).
+    #[serde(default)]
+    pub macs: Vec<String>,
+    /// Owning project.
+    pub project_id: Option<String>,
+    /// Availability zone (default "nova").
+    pub availability_zone: Option<String>,
+    /// Flavor name (EC2 instance-type).
+    pub flavor: Option<String>,
+    /// User data, inline.
+    pub user_data: Option<String>,
+    /// User data, from a file (bytes as they are).
+    pub user_data_file: Option<PathBuf>,
+    /// SSH keys by name.
+    #[serde(default)]
+    pub public_keys: std::collections::BTreeMap<String, String>,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub meta: std::collections::BTreeMap<String, String>,
+    /// Launch index (default 0).
+    pub launch_index: Option<u32>,
+    /// Security group names (default ["default"]).
+    pub security_groups: Option<Vec<String>>,
+    /// Floating IPs associated with it.
+    #[serde(default)]
+    pub floating_ips: Vec<std::net::Ipv4Addr>,
+    /// nova's integer instance id, for EC2's `i-%08x` (default: its position, from 1).
+    pub id: Option<u32>,
+    /// nova's integer image id, for EC2's `ami-%08x` (default 1).
+    pub image_id: Option<u32>,
+    /// EC2 reservation id (default derived from the UUID).
+    pub reservation_id: Option<String>,
 }
 
 /// `[ipv6]`: nova's `fixed_range_v6` and `ipv6_backend`.
@@ -160,6 +229,12 @@ impl ConfigFile {
             n.opts_file.as_mut().map(fix);
         }
         fix(&mut self.state.dir);
+        if let Some(m) = &mut self.metadata {
+            m.vendordata_file.as_mut().map(fix);
+        }
+        for i in &mut self.instance {
+            i.user_data_file.as_mut().map(fix);
+        }
         self.state.lease_file.as_mut().map(fix);
     }
 }

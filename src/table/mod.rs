@@ -5,6 +5,7 @@ pub mod build;
 pub mod config;
 pub mod duration;
 pub mod hosts;
+pub mod instance;
 pub mod mac;
 pub mod options;
 pub mod opts;
@@ -138,6 +139,10 @@ pub struct Network {
     pub lease_time: LeaseTime,
     /// The domain name (option 15).
     pub domain: Option<String>,
+    /// DNS servers (option 6).
+    pub dns: Vec<Ipv4Addr>,
+    /// Interface MTU (option 26).
+    pub mtu_v4: Option<u16>,
     /// The IPv6 prefix advertised for SLAAC.
     pub cidr_v6: Option<Ipv6Network>,
     /// Router advertisement parameters (present when `cidr_v6` is set and AdvSendAdvert is on).
@@ -161,6 +166,16 @@ impl Network {
             (Some(ClientIdMatch::Exact(want)), Some(got)) if **want != *got => None,
             _ => Some(binding),
         }
+    }
+
+    /// The configured DNS servers.
+    pub fn dns_servers(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.dns.iter().copied()
+    }
+
+    /// The configured MTU.
+    pub fn mtu(&self) -> Option<u16> {
+        self.mtu_v4
     }
 
     /// Every binding of the network, in file order.
@@ -193,6 +208,10 @@ pub struct Table {
     pub sources: Vec<PathBuf>,
     /// How instance IPv6 addresses are computed.
     pub ipv6_backend: Backend,
+    /// Metadata service settings (none: the service is off).
+    pub metadata: Option<instance::MetadataSettings>,
+    /// Instance records, joined with the bindings.
+    pub instances: Vec<instance::Instance>,
 }
 
 impl Table {
