@@ -51,6 +51,9 @@ mac = "fa:16:3e:00:00:02"
 project_id = "other"
 "##;
 
+/// A request header, name and value.
+type Header<'a> = (&'static str, &'a str);
+
 const WEB: &str = "198.18.0.10";
 const DB: &str = "198.18.0.11";
 
@@ -434,7 +437,7 @@ fn neutron_proxy_mode_checks_the_signature_and_project() {
             .2,
         "i-0000002a"
     );
-    let cases: [(&[(&'static str, &str)], StatusCode, &str); 6] = [
+    let cases: [(&[Header<'_>], StatusCode, &str); 6] = [
         (
             &good[1..],
             StatusCode::BAD_REQUEST,
