@@ -16,6 +16,47 @@ use crate::lab::clients::{parse_dhcpcd_output, Acquired, ClientKind, ClientRun};
 use crate::lab::{self, Daemon, Instance, Lab};
 use crate::ra::address::{self, Backend};
 
+/// Where instances find their metadata.
+const METADATA_IP: &str = "169.254.169.254";
+
+/// An `[[instance]]` record per lab instance, joined to its binding by MAC.
+fn instances_toml(lab: &Lab) -> String {
+    lab.instances
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| {
+            format!(
+                "[[instance]]\nuuid = \"00000000-0000-4000-8000-{:012x}\"\nname = \"vm-{n}\"\nhostname = \"vm-{n}\"\nmac = \"{}\"\nproject_id = \"demo\"\nid = {n}\nuser_data = \"#cloud-config\\n\"\n",
+                i + 1,
+                inst.mac,
+                n = i + 1
+            )
+        })
+        .collect()
+}
+
+/// The instance's EC2 instance-id, fetched from inside it (curl, or netnode's own GET).
+fn fetch_instance_id(inst: &Instance) -> anyhow::Result<String> {
+    let _ = inst.ns.ip(&[
+        "route",
+        "replace",
+        &format!("{METADATA_IP}/32"),
+        "dev",
+        &inst.iface,
+    ]);
+    let url = format!("http://{METADATA_IP}/latest/meta-data/instance-id");
+    let out = if lab::have("curl") {
+        lab::run(inst.ns.command("curl").args(["-sf", "-m", "5", &url]))?
+    } else {
+        lab::run(
+            inst.ns
+                .command(std::env::current_exe()?)
+                .args(["http-get", &url]),
+        )?
+    };
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// The demo network's IPv6 prefix, advertised for SLAAC.
 const V6_PREFIX: &str = "fd00:1::/64";
 
@@ -141,12 +182,21 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
     fs::write(
         &config,
         format!(
-            "[[network]]\nname = \"vmnet\"\nbridge = \"{}\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"1h\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\ncidr_v6 = \"{V6_PREFIX}\"\n[network.ra]\nprofile = \"nova\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n",
+            "[[network]]\nname = \"vmnet\"\nbridge = \"{}\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"1h\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\ncidr_v6 = \"{V6_PREFIX}\"\n[network.ra]\nprofile = \"nova\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n[metadata]\nlisten = \"{METADATA_IP}:80\"\n{}",
             lab.bridge,
             lab.cidr(),
-            lab.server_ip
+            lab.server_ip,
+            instances_toml(lab)
         ),
     )?;
+    // The metadata address lives on the bridge, as the DNAT target does on a network node.
+    lab.server.ip(&[
+        "addr",
+        "add",
+        &format!("{METADATA_IP}/32"),
+        "dev",
+        &lab.bridge,
+    ])?;
     let exe = std::env::current_exe().context("finding the netnode binary")?;
     let config_arg = config.display().to_string();
     let mut daemon = Daemon::start(
@@ -168,7 +218,12 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
     for (i, inst) in lab.instances.iter().enumerate() {
         interrupted()?;
         let got = obtain(lab, inst, kind);
+        let instance_id = match &got {
+            Ok(_) => fetch_instance_id(inst).unwrap_or_else(|e| format!("error: {e:#}")),
+            Err(_) => "-".into(),
+        };
         rows.push(Row {
+            instance_id,
             index: i + 1,
             inst,
             got,
@@ -226,9 +281,13 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
     let _ = daemon.stop();
     let failed = rows.iter().filter(|r| r.got.is_err()).count();
     let no_slaac = rows.iter().filter(|r| r.slaac.is_none()).count();
-    if failed > 0 || no_slaac > 0 {
+    let no_metadata = rows
+        .iter()
+        .filter(|r| !r.instance_id.starts_with("i-"))
+        .count();
+    if failed > 0 || no_slaac > 0 || no_metadata > 0 {
         eprintln!("\nnetnode log:\n{}", daemon.log_text());
-        bail!("{failed} instance(s) got no lease, {no_slaac} formed no SLAAC address");
+        bail!("{failed} instance(s) got no lease, {no_slaac} formed no SLAAC address, {no_metadata} read no metadata");
     }
     Ok(())
 }
@@ -274,6 +333,8 @@ fn own_client(inst: &Instance) -> anyhow::Result<Acquired> {
 
 /// One instance's results.
 struct Row<'a> {
+    /// What the metadata service told the instance its EC2 instance-id is.
+    instance_id: String,
     index: usize,
     inst: &'a Instance,
     got: anyhow::Result<Acquired>,
@@ -286,8 +347,8 @@ fn render(rows: &[Row<'_>], kind: Option<ClientKind>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}  slaac (formed by the kernel)",
-        "instance", "mac", "client", "address", "netmask", "router", "hostname", "domain", "lease",
+        "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}  {:<11} slaac (formed by the kernel)",
+        "instance", "mac", "client", "address", "netmask", "router", "hostname", "domain", "lease", "metadata",
     );
     for row in rows {
         let (i, inst) = (row.index, row.inst);
@@ -299,7 +360,7 @@ fn render(rows: &[Row<'_>], kind: Option<ClientKind>) -> String {
                 let s = |v: Option<String>| v.unwrap_or_else(|| "-".into());
                 let _ = writeln!(
                     out,
-                    "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}  {slaac}",
+                    "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}  {:<11} {slaac}",
                     format!("vm-{i}"),
                     inst.mac.to_string(),
                     client,
@@ -308,7 +369,8 @@ fn render(rows: &[Row<'_>], kind: Option<ClientKind>) -> String {
                     s(a.router.map(|v| v.to_string())),
                     s(a.hostname.clone()),
                     s(a.domain.clone()),
-                    s(a.lease_time.map(|v| format!("{v}s")))
+                    s(a.lease_time.map(|v| format!("{v}s"))),
+                    row.instance_id
                 );
             }
             Err(e) => {

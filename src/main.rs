@@ -61,6 +61,18 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
     },
+    /// Fetch a URL with a plain HTTP/1.0 GET and print the body (exit 1 unless 200).
+    HttpGet {
+        /// `http://host[:port]/path`.
+        url: String,
+    },
+    /// A minimal hyper server that answers every request with a fixed 200 (the reference the
+    /// metadata benchmark compares against).
+    HttpNull {
+        /// Listen address.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
     /// netnode's own DHCP client: one DORA exchange on an interface; prints what it got.
     Client {
         /// Interface to use.
@@ -161,6 +173,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 project.as_deref(),
             )?;
             println!("{addr}");
+        }
+        Command::HttpGet { url } => {
+            let (status, body) =
+                netnode::metadata::client::get(&url).with_context(|| format!("GET {url}"))?;
+            use std::io::Write as _;
+            std::io::stdout().write_all(&body)?;
+            if status != 200 {
+                eprintln!("netnode: GET {url}: HTTP {status}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::HttpNull { listen } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(netnode::metadata::null::serve(listen))?;
         }
         Command::Demo {
             instances,

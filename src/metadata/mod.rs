@@ -3,6 +3,8 @@
 //! its instance identified by a pure function ([`request`]); the hyper shell ([`server`]) reads
 //! the socket, the clock and the random source, and persists passwords ([`password`]).
 
+pub mod client;
+pub mod null;
 pub mod password;
 pub mod request;
 pub mod server;
