@@ -3,6 +3,7 @@
 //!
 //! Static mode: only clients with a binding are answered, and only with their own address.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::MessageType;
@@ -67,10 +68,20 @@ pub enum Decision {
     Drop(DropReason),
 }
 
+/// Requests one client (MAC) may have answered per second; the rest are dropped and counted,
+/// so a flood from one guest costs a counter, not a reply, a journal write and a log line each.
+pub const PER_CLIENT_PER_SECOND: u32 = 16;
+/// Most clients tracked per second; beyond that new clients are not limited (the table of
+/// counters stays bounded whatever the flood).
+const TRACKED_CLIENTS: usize = 65_536;
+
 /// The DHCP engine of one listener, owning its counters.
 #[derive(Debug, Default)]
 pub struct Engine {
     stats: Stats,
+    /// The second `recent` counts for, and requests per client in it.
+    second: u64,
+    recent: HashMap<MacAddr, u32>,
 }
 
 impl Engine {
@@ -88,6 +99,7 @@ impl Engine {
     pub fn handle(&mut self, table: &Table, rx: RxMeta<'_>, packet: &[u8], now: u64) -> Decision {
         self.stats.received += 1;
         let decision = match wire::parse(packet) {
+            Ok(req) if !self.admit(req.chaddr, now) => Decision::Drop(DropReason::RateLimited),
             Ok(req) => {
                 self.stats.count_request(req.message_type);
                 if req.repeated_options > 0 {
@@ -103,6 +115,22 @@ impl Engine {
             Decision::Drop(reason) => self.stats.count_drop(*reason),
         }
         decision
+    }
+}
+
+impl Engine {
+    /// Counts a request against its client's allowance for the second `now`.
+    fn admit(&mut self, mac: MacAddr, now: u64) -> bool {
+        if now != self.second {
+            self.second = now;
+            self.recent.clear();
+        }
+        if self.recent.len() >= TRACKED_CLIENTS && !self.recent.contains_key(&mac) {
+            return true;
+        }
+        let count = self.recent.entry(mac).or_insert(0);
+        *count += 1;
+        *count <= PER_CLIENT_PER_SECOND
     }
 }
 

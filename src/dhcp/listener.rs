@@ -181,6 +181,9 @@ fn log_drop(
         DropReason::UnknownClient => {
             tracing::info!(bridge, %from, mac, suppressed = held, "no binding for client; not answering (static mode)")
         }
+        DropReason::RateLimited => {
+            tracing::warn!(bridge, %from, mac, suppressed = held, "client over its request rate; dropping")
+        }
         other => {
             tracing::debug!(bridge, %from, mac, reason = other.name(), suppressed = held, "dhcp request not answered")
         }

@@ -18,3 +18,6 @@ pub use store::LeaseStore;
 
 #[cfg(test)]
 mod scenarios;
+
+#[cfg(test)]
+mod properties;

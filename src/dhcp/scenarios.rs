@@ -492,3 +492,20 @@ fn a_reload_serves_new_bindings_to_the_same_engine() {
         Some(&DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 18, 9, 1)))
     );
 }
+
+#[test]
+fn a_flood_from_one_mac_is_rate_limited_per_second() {
+    let mut sim = Sim::new();
+    let mut answered = 0;
+    for _ in 0..100 {
+        if matches!(sim.send(discover(WEB).build()), Decision::Reply { .. }) {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, super::engine::PER_CLIENT_PER_SECOND);
+    assert_eq!(sim.engine.stats().dropped(DropReason::RateLimited), 100 - u64::from(super::engine::PER_CLIENT_PER_SECOND));
+    // Others are not affected, and the next second brings a new allowance.
+    assert!(matches!(sim.send(discover(FAR).relayed_by(Ipv4Addr::new(198, 19, 5, 1)).build()), Decision::Drop(DropReason::NoNetwork)));
+    sim.now += 1;
+    assert!(matches!(sim.send(discover(WEB).build()), Decision::Reply { .. }));
+}

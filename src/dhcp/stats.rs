@@ -28,6 +28,8 @@ pub enum DropReason {
     UnexpectedMessageType,
     /// The reply could not be encoded.
     EncodeFailed,
+    /// The client sent more than its share of requests this second.
+    RateLimited,
 }
 
 impl DropReason {
@@ -49,10 +51,11 @@ impl DropReason {
             DropReason::NotItsAddress => "not_its_address",
             DropReason::UnexpectedMessageType => "unexpected_message_type",
             DropReason::EncodeFailed => "encode_failed",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 
-    const ALL: [DropReason; 15] = [
+    const ALL: [DropReason; DROP_REASONS] = [
         DropReason::Malformed(WireError::Truncated),
         DropReason::Malformed(WireError::BadMagic),
         DropReason::Malformed(WireError::NotRequest),
@@ -68,6 +71,7 @@ impl DropReason {
         DropReason::NotItsAddress,
         DropReason::UnexpectedMessageType,
         DropReason::EncodeFailed,
+        DropReason::RateLimited,
     ];
 
     fn index(self) -> usize {
@@ -78,6 +82,9 @@ impl DropReason {
             .unwrap_or(0)
     }
 }
+
+/// How many drop reasons there are.
+pub const DROP_REASONS: usize = 16;
 
 /// Counters of one engine. `Default + Copy`, added together for reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,7 +112,7 @@ pub struct Stats {
     /// Requests in which some option appeared more than once.
     pub repeated_options: u64,
     /// Drops by reason, indexed like [`DropReason::ALL`].
-    pub drops: [u64; 15],
+    pub drops: [u64; DROP_REASONS],
 }
 
 impl Stats {
