@@ -17,7 +17,10 @@ use crate::table::{build, MacAddr, Table};
 fn table() -> Table {
     let mut text = String::from("[[network]]\nname = \"n\"\nbridge = \"br100\"\ncidr = \"198.18.0.0/24\"\ngateway = \"198.18.0.1\"\n");
     for i in 0..8u8 {
-        text.push_str(&format!("[[network.host]]\nmac = \"fa:16:3e:00:00:{i:02x}\"\nip = \"198.18.0.{}\"\n", 10 + i));
+        text.push_str(&format!(
+            "[[network.host]]\nmac = \"fa:16:3e:00:00:{i:02x}\"\nip = \"198.18.0.{}\"\n",
+            10 + i
+        ));
     }
     text.push_str("[[network]]\nname = \"r\"\nbridge = \"br100\"\ncidr = \"198.19.0.0/24\"\n[[network.host]]\nmac = \"fa:16:3e:00:01:00\"\nip = \"198.19.0.10\"\n");
     build::from_config(&ConfigFile::parse(&text).unwrap(), Path::new("p.toml")).unwrap()

@@ -503,9 +503,22 @@ fn a_flood_from_one_mac_is_rate_limited_per_second() {
         }
     }
     assert_eq!(answered, super::engine::PER_CLIENT_PER_SECOND);
-    assert_eq!(sim.engine.stats().dropped(DropReason::RateLimited), 100 - u64::from(super::engine::PER_CLIENT_PER_SECOND));
+    assert_eq!(
+        sim.engine.stats().dropped(DropReason::RateLimited),
+        100 - u64::from(super::engine::PER_CLIENT_PER_SECOND)
+    );
     // Others are not affected, and the next second brings a new allowance.
-    assert!(matches!(sim.send(discover(FAR).relayed_by(Ipv4Addr::new(198, 19, 5, 1)).build()), Decision::Drop(DropReason::NoNetwork)));
+    assert!(matches!(
+        sim.send(
+            discover(FAR)
+                .relayed_by(Ipv4Addr::new(198, 19, 5, 1))
+                .build()
+        ),
+        Decision::Drop(DropReason::NoNetwork)
+    ));
     sim.now += 1;
-    assert!(matches!(sim.send(discover(WEB).build()), Decision::Reply { .. }));
+    assert!(matches!(
+        sim.send(discover(WEB).build()),
+        Decision::Reply { .. }
+    ));
 }
