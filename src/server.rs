@@ -78,6 +78,8 @@ struct RaHandle {
     control: watch::Sender<Control>,
     task: JoinHandle<()>,
     stats: Arc<Mutex<RaStats>>,
+    /// Told of a table without its bridge: it withdraws and ends by itself.
+    retiring: bool,
 }
 
 /// The running daemon.
@@ -151,9 +153,12 @@ impl Server {
                             m.shared.settings.store(Arc::new(settings.clone()));
                             m.shared.tree.store(Arc::new(tree));
                         }
-                        None => tracing::warn!(
-                            "[metadata] removed; the service stops at the next start"
-                        ),
+                        None => {
+                            // Stop answering for instances that may be gone (a new instance may
+                            // reuse a fixed IP); the listener itself goes at the next start.
+                            m.shared.tree.store(Arc::new(Tree::default()));
+                            tracing::warn!("[metadata] removed: answering no instance; the listener closes at the next start");
+                        }
                     }
                 } else if table.metadata.is_some() {
                     tracing::warn!("[metadata] added; the service starts at the next start");
@@ -211,11 +216,16 @@ impl Server {
     /// IPv6 network left) and starts advertisers for bridges that gained one.
     fn reconcile_advertisers(&mut self) {
         self.generation += 1;
-        self.advertisers.retain(|_, h| !h.task.is_finished());
-        for h in self.advertisers.values() {
+        let wanted = self.table.load().ra_bridges();
+        // A retiring advertiser whose bridge came back is replaced by a fresh one (it still
+        // sends its withdrawal, then the new one announces again).
+        self.advertisers
+            .retain(|bridge, h| !(h.task.is_finished() || h.retiring && wanted.contains(bridge)));
+        for (bridge, h) in self.advertisers.iter_mut() {
+            h.retiring = !wanted.contains(bridge);
             let _ = h.control.send(Control::Run(self.generation));
         }
-        for bridge in self.table.load().ra_bridges() {
+        for bridge in wanted {
             if self.advertisers.contains_key(&bridge) {
                 continue;
             }
@@ -233,6 +243,7 @@ impl Server {
                     control,
                     task,
                     stats,
+                    retiring: false,
                 },
             );
         }

@@ -9,7 +9,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{can_run, counter, host_line, serve, start, LEASE};
+use common::{can_run, counter, host_line, serve, LEASE};
 use netnode::lab::clients::{Acquired, ClientKind, ClientRun};
 
 fn expect_binding(got: &Acquired, ip: Ipv4Addr, hostname: &str, lease: u32) {
@@ -250,29 +250,18 @@ fn a_relayed_request_is_answered_to_the_relay() {
         .ip(&["addr", "add", "198.18.0.2/24", "dev", "eth0"])
         .unwrap();
     let mac = s.lab.instances[0].mac.to_string();
-    let out = relay
-        .ns
-        .command(common::netnode())
-        .args([
-            "client",
-            "--iface",
-            "eth0",
-            "--mac",
-            &mac,
-            "--relay",
-            "198.18.0.2",
-            "--server",
-            "198.18.0.1",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        s.daemon.log_text()
-    );
+    let args = [
+        "client",
+        "--iface",
+        "eth0",
+        "--mac",
+        &mac,
+        "--relay",
+        "198.18.0.2",
+        "--server",
+        "198.18.0.1",
+    ];
+    let text = s.run_in(relay, common::netnode(), &args);
     assert!(text.contains("kind=ACK"), "{text}");
     assert!(
         text.contains(&format!("ip={}", s.lab.instance_ip(1))),
@@ -290,27 +279,13 @@ fn a_restart_and_a_crash_keep_the_leases() {
     let first = ClientRun::new(&s.lab.instances[0], ClientKind::Udhcpc, &s.lab.dir).unwrap();
     first.obtain().unwrap();
     // A clean stop, then a start: the lease is replayed from the journal.
-    s.daemon.stop().unwrap();
-    fs::remove_file(&s.lease_file).ok();
-    s.daemon = start(&s.lab, &s.config, "netnode2.log");
-    assert!(
-        s.daemon.log_text().contains("active=1"),
-        "{}",
-        s.daemon.log_text()
-    );
+    s.restart(false, "netnode2.log", 1);
     let mac1 = s.lab.instances[0].mac.to_string();
     s.wait_lease_file(|t| t.contains(&mac1));
     // A crash right after the ACK (SIGKILL: nothing flushed at exit): the ACKed lease survives.
     let second = ClientRun::new(&s.lab.instances[1], ClientKind::Udhcpc, &s.lab.dir).unwrap();
     second.obtain().unwrap();
-    s.daemon.kill9().unwrap();
-    fs::remove_file(&s.lease_file).ok();
-    s.daemon = start(&s.lab, &s.config, "netnode3.log");
-    assert!(
-        s.daemon.log_text().contains("active=2"),
-        "{}",
-        s.daemon.log_text()
-    );
+    s.restart(true, "netnode3.log", 2);
     let mac2 = s.lab.instances[1].mac.to_string();
     s.wait_lease_file(|t| t.contains(&mac1) && t.contains(&mac2));
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{can_run_with, counter, serve_with, LEASE, SYSTEM_PYTHON};
 use netnode::lab::clients::{ClientKind, ClientRun};
-use netnode::lab::{self, Instance};
+use netnode::lab::{self, Lab};
 
 const CRAFT: &str = r#"
 import struct, sys
@@ -61,30 +61,6 @@ sendp(junk, iface=iface, verbose=False)
 print("sent")
 "#;
 
-fn link_local(inst: &Instance) -> Option<String> {
-    let out = inst
-        .ns
-        .ip(&[
-            "-6",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            &inst.iface,
-            "scope",
-            "link",
-        ])
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if text.contains("tentative") {
-        return None;
-    }
-    text.split_whitespace()
-        .skip_while(|w| *w != "inet6")
-        .nth(1)
-        .map(|a| a.split('/').next().unwrap_or("").to_string())
-}
-
 #[test]
 fn hostile_traffic_is_counted_and_real_clients_are_still_served() {
     if !can_run_with(
@@ -105,15 +81,9 @@ fn hostile_traffic_is_counted_and_real_clients_are_still_served() {
         .wait_for_log("router advertisements on", 1, Duration::from_secs(10))
         .unwrap();
     let inst = &s.lab.instances[0];
-    let mut ll = None;
-    for _ in 0..50 {
-        ll = link_local(inst);
-        if ll.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let ll = ll.expect("the instance's link-local address");
+    let ll = Lab::link_local(inst)
+        .expect("the instance's link-local address")
+        .to_string();
     let script = s.lab.dir.join("craft.py");
     fs::write(&script, CRAFT).unwrap();
     let out = lab::run(inst.ns.command(SYSTEM_PYTHON).arg(&script).args([

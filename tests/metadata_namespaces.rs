@@ -122,19 +122,7 @@ fn cloud_init_finds_the_openstack_and_ec2_data() {
     let script = s.lab.dir.join("crawl.py");
     fs::write(&script, CRAWL).unwrap();
     let inst = &s.lab.instances[0];
-    let out = inst
-        .ns
-        .command(SYSTEM_PYTHON)
-        .arg(&script)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        s.daemon.log_text()
-    );
+    let text = s.run_in(inst, SYSTEM_PYTHON, &[script.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(v["uuid"], UUID1);
     assert_eq!(v["hostname"], "web-1.novalocal");

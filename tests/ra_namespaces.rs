@@ -229,16 +229,9 @@ fn a_solicitation_with_hop_limit_64_gets_no_answer() {
     let probe = s.lab.dir.join("rs_probe.py");
     fs::write(&probe, RS_PROBE).unwrap();
     // The instance's own link-local address, once DAD is done.
-    let mut ll = None;
-    wait_until(
-        "the instance has a link-local address",
-        Duration::from_secs(5),
-        || {
-            ll = netnode_ll(inst);
-            ll.is_some()
-        },
-    );
-    let ll = ll.unwrap().to_string();
+    let ll = Lab::link_local(inst)
+        .expect("a link-local address")
+        .to_string();
     let unicast_answers = |hlim: &str| -> u32 {
         let out = lab::run(inst.ns.command(SYSTEM_PYTHON).arg(&probe).args([
             inst.iface.as_str(),
@@ -268,30 +261,6 @@ fn a_solicitation_with_hop_limit_64_gets_no_answer() {
         "{stats}"
     );
     assert!(common::counter(&stats, "ra_unicast") >= 1, "{stats}");
-}
-
-fn netnode_ll(inst: &Instance) -> Option<Ipv6Addr> {
-    let out = inst
-        .ns
-        .ip(&[
-            "-6",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            &inst.iface,
-            "scope",
-            "link",
-        ])
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if text.contains("tentative") {
-        return None;
-    }
-    text.split_whitespace()
-        .skip_while(|w| *w != "inet6")
-        .nth(1)
-        .and_then(|a| a.split('/').next()?.parse().ok())
 }
 
 #[test]

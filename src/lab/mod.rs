@@ -230,8 +230,9 @@ impl Lab {
         Ipv4Addr::from(u32::from(self.server_ip) + 8 + i as u32)
     }
 
-    /// The kernel-formed global (SLAAC) IPv6 addresses of an instance's interface.
-    pub fn slaac_addresses(inst: &Instance) -> Vec<std::net::Ipv6Addr> {
+    /// The usable (not tentative) IPv6 addresses of an instance's interface in a scope
+    /// (`global`: the kernel-formed SLAAC addresses; `link`: its link-local address).
+    pub fn ipv6_addresses(inst: &Instance, scope: &str) -> Vec<std::net::Ipv6Addr> {
         let out = inst
             .ns
             .ip(&[
@@ -242,15 +243,33 @@ impl Lab {
                 "dev",
                 &inst.iface,
                 "scope",
-                "global",
+                scope,
             ])
             .map(|o| o.stdout)
             .unwrap_or_default();
         String::from_utf8_lossy(&out)
             .lines()
+            .filter(|l| !l.contains("tentative"))
             .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "inet6").nth(1))
             .filter_map(|a| a.split('/').next()?.parse().ok())
             .collect()
+    }
+
+    /// The kernel-formed global (SLAAC) IPv6 addresses of an instance's interface.
+    pub fn slaac_addresses(inst: &Instance) -> Vec<std::net::Ipv6Addr> {
+        Lab::ipv6_addresses(inst, "global")
+    }
+
+    /// An instance's link-local address once duplicate address detection has finished (waits
+    /// up to 5 s).
+    pub fn link_local(inst: &Instance) -> Option<std::net::Ipv6Addr> {
+        for _ in 0..50 {
+            if let Some(a) = Lab::ipv6_addresses(inst, "link").first() {
+                return Some(*a);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     /// The netmask of the lab network.

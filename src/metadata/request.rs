@@ -116,48 +116,76 @@ pub fn normalise(raw: &str) -> Option<String> {
     Some(segments.join("/"))
 }
 
-/// The client's address: the peer, or, when the peer is a trusted proxy, the nearest address in
-/// `X-Forwarded-For` (else `Forwarded: for=`) that is not itself a trusted proxy.
-pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
-        return peer;
+/// Which header a trusted proxy writes the client's address into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, ...`.
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    #[serde(rename = "forwarded")]
+    Forwarded,
+}
+
+/// One hop of a forwarding header: an address, with a port or brackets (RFC 7239) removed.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim().trim_matches('"');
+    if let Ok(a) = hop.parse() {
+        return Some(a);
     }
-    let hops = |name: &str, parse: fn(&str) -> Vec<String>| -> Vec<String> {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(parse)
-            .collect()
-    };
-    let xff = hops("x-forwarded-for", |v| {
-        v.split(',').map(|s| s.trim().to_string()).collect()
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    let (host, port) = hop.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// The client's address. From an untrusted peer: the peer itself, whatever the headers say.
+/// From a trusted proxy: the operator's one chosen header is read from the nearest hop back,
+/// skipping trusted proxies; the first untrusted hop is the client, and if it is not an address
+/// (`unknown`, garbage) nobody is identified (`None`), rather than reading further back into
+/// hops the client may have written itself. No header: the proxy itself.
+pub fn client_address(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpAddr],
+    header: ForwardedHeader,
+) -> Option<IpAddr> {
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let values = headers.get_all(match header {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
     });
-    let fwd = hops("forwarded", |v| {
-        v.split(',')
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
+    let mut hops: Vec<String> = Vec::new();
+    for v in values.iter() {
+        let Ok(v) = v.to_str() else { return None };
+        for element in v.split(',') {
+            let hop = match header {
+                ForwardedHeader::XForwardedFor => Some(element.to_string()),
+                ForwardedHeader::Forwarded => element.split(';').find_map(|pair| {
                     let (k, val) = pair.trim().split_once('=')?;
-                    k.eq_ignore_ascii_case("for").then(|| {
-                        val.trim()
-                            .trim_matches('"')
-                            .trim_start_matches('[')
-                            .split(']')
-                            .next()
-                            .unwrap_or("")
-                            .to_string()
-                    })
-                })
-            })
-            .collect()
-    });
-    let chain = if xff.is_empty() { fwd } else { xff };
-    chain
-        .iter()
-        .rev()
-        .filter_map(|a| a.parse::<IpAddr>().ok())
-        .find(|a| !trusted.contains(a))
-        .unwrap_or(peer)
+                    k.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| val.to_string())
+                }),
+            };
+            hops.push(hop.unwrap_or_default());
+        }
+    }
+    if hops.is_empty() {
+        return Some(peer);
+    }
+    for hop in hops.iter().rev() {
+        match hop_address(hop) {
+            Some(a) if trusted.contains(&a) => continue,
+            found => return found,
+        }
+    }
+    Some(peer)
 }
 
 fn ipv4_of(addr: IpAddr) -> Option<Ipv4Addr> {
@@ -274,8 +302,13 @@ pub fn answer(
             Err(r) => return Outcome::Respond(r),
         },
         None => {
-            let addr = client_address(req.peer, req.headers, &settings.trusted_proxies);
-            match ipv4_of(addr).and_then(|a| tree.by_ip(a)) {
+            let addr = client_address(
+                req.peer,
+                req.headers,
+                &settings.trusted_proxies,
+                settings.forwarded_header,
+            );
+            match addr.and_then(ipv4_of).and_then(|a| tree.by_ip(a)) {
                 Some(i) => i,
                 None => return Outcome::Respond(Response::not_found()),
             }
@@ -307,6 +340,9 @@ pub fn answer(
                 StatusCode::BAD_REQUEST,
                 "Request is too large.",
             )),
+            // nova stores what is posted; an empty value is no password, so storing it would only
+            // cost a file write per request.
+            Method::POST if req.body.is_empty() => ok(Bytes::new()),
             Method::POST => Outcome::SetPassword {
                 uuid: inst.uuid.clone(),
                 value: Bytes::copy_from_slice(req.body),

@@ -275,6 +275,30 @@ fn meta_data_json_has_novas_keys_and_a_fresh_seed() {
 }
 
 #[test]
+fn a_name_that_looks_like_json_cannot_break_the_seed() {
+    let text = CONFIG.replace(
+        "name = \"web-1\"",
+        "name = \"\\\",\\\"random_seed\\\":\\\"x\"",
+    );
+    let table =
+        build::from_config(&ConfigFile::parse(&text).unwrap(), Path::new("md.toml")).unwrap();
+    let tree = Tree::build(&table);
+    let s = Sim {
+        tree,
+        settings: table.metadata.clone().unwrap(),
+        password: None,
+        seeds: Cell::new(0),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&s, "/openstack/latest/meta_data.json")).unwrap();
+    let seed = base64::engine::general_purpose::STANDARD
+        .decode(v["random_seed"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(seed.len(), 512);
+    assert_eq!(v["name"], "\",\"random_seed\":\"x");
+}
+
+#[test]
 fn network_data_describes_links_networks_and_services() {
     let s = Sim::new("");
     let v: serde_json::Value =
@@ -332,6 +356,10 @@ fn passwords() {
     ));
     assert!(
         matches!(s.ask(Method::PUT, "/openstack/latest/password", WEB, &[], b"x"), Outcome::Respond(r) if r.status == StatusCode::BAD_REQUEST)
+    );
+    assert!(
+        matches!(s.ask(Method::POST, "/openstack/latest/password", WEB, &[], b""), Outcome::Respond(r) if r.status == StatusCode::OK),
+        "an empty POST stores nothing"
     );
     s.password = Some(Bytes::from_static(b"hunter2"));
     assert_eq!(s.get("/openstack/2013-04-04/password", WEB).2, "hunter2");
@@ -408,11 +436,45 @@ fn forwarding_headers_count_only_from_trusted_proxies() {
             .2,
         "i-0000002a"
     );
+    // Only the operator's chosen header counts: X-Forwarded-For by default, so a Forwarded
+    // header the proxy passed through from the client is ignored.
     let fwd = [("forwarded", "for=198.18.0.11;proto=http")];
     assert_eq!(
         s.get_with("/latest/meta-data/instance-id", "127.0.0.1", &fwd)
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // The first untrusted hop is the client; if it is not an address, nobody is (no reading
+    // further back into hops the client wrote).
+    let spoof = [("x-forwarded-for", "198.18.0.10, unknown, 198.18.0.254")];
+    assert_eq!(
+        s.get_with("/latest/meta-data/instance-id", "127.0.0.1", &spoof)
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let with_port = [("x-forwarded-for", "198.18.0.10:41234")];
+    assert_eq!(
+        s.get_with("/latest/meta-data/instance-id", "127.0.0.1", &with_port)
+            .2,
+        "i-0000002a"
+    );
+    let f = Sim::new("forwarded_header = \"forwarded\"\n");
+    assert_eq!(
+        f.get_with("/latest/meta-data/instance-id", "127.0.0.1", &fwd)
             .2,
         "i-00000002"
+    );
+    let ported = [("forwarded", "for=\"198.18.0.10:41234\", for=198.18.0.254")];
+    assert_eq!(
+        f.get_with("/latest/meta-data/instance-id", "127.0.0.1", &ported)
+            .2,
+        "i-0000002a"
+    );
+    assert_eq!(
+        f.get_with("/latest/meta-data/instance-id", "127.0.0.1", &xff)
+            .0,
+        StatusCode::NOT_FOUND,
+        "X-Forwarded-For is ignored then"
     );
     assert_eq!(
         s.get("/latest/meta-data/instance-id", "127.0.0.1").0,

@@ -4,11 +4,12 @@
 
 #![allow(clippy::disallowed_methods)] // IO shell
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -35,6 +36,8 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Most connections served at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Most connections one source address may hold, so one instance cannot take every slot.
+pub const MAX_CONNECTIONS_PER_SOURCE: u32 = 32;
 
 /// Counters of the metadata service.
 #[derive(Debug, Default)]
@@ -85,6 +88,7 @@ pub struct Shared {
 /// Serves until `shutdown` turns true.
 pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_source: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -101,6 +105,10 @@ pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Rec
             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         };
+        let Some(source_slot) = SourceSlot::take(&per_source, peer.ip()) else {
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -111,8 +119,41 @@ pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Rec
                 .max_buf_size(MAX_HEAD)
                 .serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
-            drop(permit);
+            drop((permit, source_slot));
         });
+    }
+}
+
+/// One of a source address's connection slots, given back on drop.
+struct SourceSlot {
+    table: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    source: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(table: &Arc<Mutex<HashMap<IpAddr, u32>>>, source: IpAddr) -> Option<SourceSlot> {
+        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        let count = t.entry(source).or_insert(0);
+        if *count >= MAX_CONNECTIONS_PER_SOURCE {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            table: table.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = t.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                t.remove(&self.source);
+            }
+        }
     }
 }
 
@@ -124,7 +165,7 @@ async fn handle(
     let (parts, body) = req.into_parts();
     // Only a password POST has a body worth reading; bound it just past nova's limit.
     let wants_body = parts.method == Method::POST
-        && parts.uri.path().trim_end_matches('/').ends_with("password");
+        && request::normalise(parts.uri.path()).is_some_and(|p| p.ends_with("/password"));
     let body = if wants_body {
         match Limited::new(body, MAX_PASSWORD + 1).collect().await {
             Ok(b) => b.to_bytes(),
@@ -133,49 +174,57 @@ async fn handle(
     } else {
         Bytes::new()
     };
-    let tree = shared.tree.load();
-    let settings = shared.settings.load();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = Request {
-        method: &parts.method,
-        path,
-        peer: peer.ip(),
-        headers: &parts.headers,
-        body: &body,
+    // Decide synchronously (snapshots and closures are not held across an await).
+    let outcome = {
+        let tree = shared.tree.load();
+        let settings = shared.settings.load();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let request = Request {
+            method: &parts.method,
+            path,
+            peer: peer.ip(),
+            headers: &parts.headers,
+            body: &body,
+        };
+        let passwords = &shared.passwords;
+        let ctx = Context {
+            password: &|uuid| passwords.get(uuid),
+            // rand's thread-local generator: a CSPRNG seeded and periodically reseeded from the OS,
+            // so a fresh seed per request costs no system call.
+            random: &|| {
+                let mut seed = [0u8; SEED_BYTES];
+                rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+                seed
+            },
+        };
+        request::answer(&tree, &settings, &request, &ctx)
     };
     let passwords = &shared.passwords;
-    let ctx = Context {
-        password: &|uuid| passwords.get(uuid),
-        // rand's thread-local generator: a CSPRNG seeded and periodically reseeded from the OS,
-        // so a fresh seed per request costs no system call.
-        random: &|| {
-            let mut seed = [0u8; SEED_BYTES];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
-            seed
-        },
-    };
-    let response = match request::answer(&tree, &settings, &request, &ctx) {
+    let response = match outcome {
         Outcome::Respond(r) => r,
-        Outcome::SetPassword { uuid, value } => match passwords.set_if_unset(&uuid, value) {
-            Ok(true) => Response {
-                status: StatusCode::OK,
+        Outcome::SetPassword { uuid, value } => {
+            // A file write and fsync: off the runtime's worker threads.
+            let store = passwords.clone();
+            let stored =
+                tokio::task::spawn_blocking(move || store.set_if_unset(&uuid, value)).await;
+            let text = |status, body: &'static [u8]| Response {
+                status,
                 content_type: TEXT,
-                body: Bytes::new(),
-            },
-            Ok(false) => Response {
-                status: StatusCode::CONFLICT,
-                content_type: TEXT,
-                body: Bytes::from_static(b"Password already set."),
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "storing a password failed");
-                Response {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    content_type: TEXT,
-                    body: Bytes::from_static(b"Internal error."),
+                body: Bytes::from_static(body),
+            };
+            match stored {
+                Ok(Ok(true)) => text(StatusCode::OK, b""),
+                Ok(Ok(false)) => text(StatusCode::CONFLICT, b"Password already set."),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "storing a password failed");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, b"Internal error.")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the password task failed");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, b"Internal error.")
                 }
             }
-        },
+        }
     };
     count(&shared.stats, response.status);
     let mut out = HttpResponse::new(Full::new(response.body));

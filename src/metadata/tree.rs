@@ -41,7 +41,6 @@ pub const OPENSTACK_VERSIONS: &[&str] = &[
 pub const TEXT: &str = "text/plain; charset=UTF-8";
 /// JSON documents.
 pub const JSON: &str = "application/json";
-const SEED_MARK: &str = "@@NETNODE_RANDOM_SEED@@";
 
 /// What a path answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +137,7 @@ fn unreachable_settings() -> MetadataSettings {
         vendordata: None,
         trusted_proxies: Vec::new(),
         proxy_shared_secret: None,
+        forwarded_header: Default::default(),
         dhcp_domain: "novalocal".into(),
     }
 }
@@ -435,26 +435,41 @@ fn meta_data_json(inst: &Instance, host: &str, version: &str) -> Node {
     m.insert("name".into(), json!(inst.name));
     m.insert("launch_index".into(), json!(inst.launch_index));
     m.insert("availability_zone".into(), json!(inst.availability_zone));
+    // random_seed is fresh per request: everything before it and after it is rendered now, and
+    // the seed is spliced between (no marker text that a name or meta value could contain).
     let seeded = version >= "2013-04-04";
-    if seeded {
-        m.insert("random_seed".into(), json!(SEED_MARK));
-    }
+    let mut after = Map::new();
     if version >= "2015-10-15" {
-        m.insert("project_id".into(), json!(inst.project_id));
+        after.insert("project_id".into(), json!(inst.project_id));
     }
     if version >= "2016-06-30" {
-        m.insert("devices".into(), json!([]));
+        after.insert("devices".into(), json!([]));
     }
     if version >= "2020-10-14" {
-        m.insert("dedicated_cpus".into(), json!([]));
+        after.insert("dedicated_cpus".into(), json!([]));
     }
-    let text = Value::Object(m).to_string();
-    let content = match text.split_once(SEED_MARK) {
-        Some((before, after)) if seeded => Content::WithSeed(
-            Bytes::from(before.to_string()),
-            Bytes::from(after.to_string()),
-        ),
-        _ => Content::Static(Bytes::from(text)),
+    let inner = |m: Map<String, Value>| {
+        let text = Value::Object(m).to_string();
+        text.get(1..text.len() - 1).unwrap_or("").to_string()
+    };
+    let (before, after) = (inner(m), inner(after));
+    let content = if seeded {
+        let tail = if after.is_empty() {
+            "\"}".to_string()
+        } else {
+            format!("\",{after}}}")
+        };
+        Content::WithSeed(
+            Bytes::from(format!("{{{before},\"random_seed\":\"")),
+            Bytes::from(tail),
+        )
+    } else {
+        let all = if after.is_empty() {
+            before
+        } else {
+            format!("{before},{after}")
+        };
+        Content::Static(Bytes::from(format!("{{{all}}}")))
     };
     Node {
         content_type: JSON,

@@ -391,9 +391,9 @@ impl Advertiser {
         }
     }
 
-    /// Takes a new spec (a reload). Returns an RA to send now when prefixes went away: it
-    /// carries them with zero lifetimes.
-    pub fn update(&mut self, spec: RaSpec) -> Option<Output> {
+    /// Takes a new spec (a reload) at `now`. Returns an RA to send now when prefixes went away:
+    /// it carries them with zero lifetimes. Any change is announced soon after.
+    pub fn update(&mut self, spec: RaSpec, now: Duration) -> Option<Output> {
         let removed: Vec<Ipv6Network> = self
             .spec
             .prefixes
@@ -403,22 +403,36 @@ impl Advertiser {
             .collect();
         let changed = spec != self.spec;
         self.spec = spec;
+        if !removed.is_empty() {
+            let lifetime = if self.spec.prefixes.is_empty() {
+                0
+            } else {
+                self.spec.params.default_lifetime
+            };
+            self.stats.multicast += 1;
+            self.last_multicast = Some(now);
+            let withdrawal = self.advertisement(lifetime, &removed).emit();
+            if changed {
+                self.announce_soon(now);
+            }
+            return Some(Output::Multicast(withdrawal));
+        }
         if changed {
-            // New information goes out soon, as after a start (RFC 4861 6.2.4).
-            self.initial_left = MAX_INITIAL_RTR_ADVERTISEMENTS;
+            self.announce_soon(now);
         }
-        if removed.is_empty() {
-            return None;
-        }
-        let lifetime = if self.spec.prefixes.is_empty() {
-            0
-        } else {
-            self.spec.params.default_lifetime
+        None
+    }
+
+    /// New information goes out soon, as after a start (RFC 4861 6.2.4): the initial burst
+    /// again, its first RA as soon as the 3 s minimum gap allows.
+    fn announce_soon(&mut self, now: Duration) {
+        self.initial_left = MAX_INITIAL_RTR_ADVERTISEMENTS;
+        let jitter = self.random_between(Duration::ZERO, MAX_RA_DELAY_TIME);
+        let earliest = match self.last_multicast {
+            Some(last) => now.max(last + MIN_DELAY_BETWEEN_RAS),
+            None => now,
         };
-        self.stats.multicast += 1;
-        Some(Output::Multicast(
-            self.advertisement(lifetime, &removed).emit(),
-        ))
+        self.next_multicast = self.next_multicast.min(earliest + jitter);
     }
 
     /// The last RA when netnode stops: router lifetime 0, so hosts drop their default route.

@@ -152,14 +152,73 @@ pub async fn run(
     mut control: watch::Receiver<Control>,
 ) {
     let origin = Instant::now();
-    // Wait for the interface and a usable link-local address: radvd gives up ("not ready");
-    // netnode keeps waiting, so a bridge that gets carrier later is still served.
-    let mut told = false;
-    let (ifindex, link_local, mac) = loop {
-        if let Some(found) = netif::index(&bridge)
-            .and_then(|i| Some((i, netif::link_local(&bridge)?, netif::mac(&bridge).ok()?)))
+    let mut totals = RaStats::default();
+    // One pass per appearance of the interface: when it is deleted and recreated, or its MAC
+    // or link-local address changes, or the socket fails, netnode waits for it again.
+    loop {
+        let Some(link) = wait_for_link(&bridge, &table, &mut control).await else {
+            return;
+        };
+        // SAFETY (register): the socket is owned by the AsyncFd and closed only when it drops.
+        let socket = match open(&bridge, link.ifindex, link.link_local)
+            .and_then(|s| unsafe { AsyncFd::register(s) }.map_err(|e| e.into_parts().1))
         {
-            break found;
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(bridge, error = %e, "cannot open the router advertisement socket; retrying");
+                tokio::time::sleep(LINK_POLL * 8).await;
+                continue;
+            }
+        };
+        let (exit, counted) = serve_link(
+            &bridge,
+            link,
+            socket,
+            &table,
+            &stats,
+            totals,
+            &mut control,
+            origin,
+        )
+        .await;
+        totals = counted;
+        match exit {
+            Exit::Stopped => return,
+            Exit::LinkChanged => tracing::info!(bridge, "the bridge changed (recreated, new MAC or link-local address); advertising again when it is ready"),
+        }
+    }
+}
+
+/// What an interface pass is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Link {
+    ifindex: u32,
+    link_local: Ipv6Addr,
+    mac: crate::table::MacAddr,
+}
+
+fn current_link(bridge: &str) -> Option<Link> {
+    let ifindex = netif::index(bridge)?;
+    Some(Link {
+        ifindex,
+        link_local: netif::link_local(bridge)?,
+        mac: netif::mac(bridge).ok()?,
+    })
+}
+
+/// Waits for the interface and a usable link-local address: radvd gives up ("not ready");
+/// netnode keeps waiting, so a bridge that gets carrier later is still served. `None` when
+/// told to stop or when the bridge left the table meanwhile.
+async fn wait_for_link(
+    bridge: &str,
+    table: &ArcSwap<Table>,
+    control: &mut watch::Receiver<Control>,
+) -> Option<Link> {
+    let mut told = false;
+    loop {
+        table.load().ra_for(bridge)?;
+        if let Some(link) = current_link(bridge) {
+            return Some(link);
         }
         if !told {
             tracing::info!(bridge, "waiting for the bridge and its IPv6 link-local address (it appears once the bridge has carrier)");
@@ -167,24 +226,39 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(LINK_POLL) => {}
-            changed = control.changed() => if changed.is_err() || *control.borrow() == Control::Shutdown { return },
+            changed = control.changed() => if changed.is_err() || *control.borrow() == Control::Shutdown { return None },
         }
-        if table.load().ra_for(&bridge).is_none() {
-            return;
-        }
-    };
-    // SAFETY (register): the socket is owned by the AsyncFd and closed only when it drops.
-    let socket = match open(&bridge, ifindex, link_local)
-        .and_then(|s| unsafe { AsyncFd::register(s) }.map_err(|e| e.into_parts().1))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(bridge, error = %e, "cannot open the router advertisement socket");
-            return;
-        }
-    };
+    }
+}
+
+enum Exit {
+    /// Shut down, or retired because the bridge left the table.
+    Stopped,
+    /// The interface is no longer the one the socket was opened on.
+    LinkChanged,
+}
+
+/// How often the interface is checked against the one the socket was opened on.
+const LINK_CHECK: Duration = Duration::from_secs(2);
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_link(
+    bridge: &str,
+    link: Link,
+    socket: AsyncFd<Socket>,
+    table: &ArcSwap<Table>,
+    stats: &Mutex<RaStats>,
+    before: RaStats,
+    control: &mut watch::Receiver<Control>,
+    origin: Instant,
+) -> (Exit, RaStats) {
+    let Link {
+        ifindex,
+        link_local,
+        mac,
+    } = link;
     let spec_of = |t: &Table| {
-        t.ra_for(&bridge).map(|(params, prefixes)| RaSpec {
+        t.ra_for(bridge).map(|(params, prefixes)| RaSpec {
             params,
             prefixes,
             mac,
@@ -192,7 +266,7 @@ pub async fn run(
         })
     };
     let Some(spec) = spec_of(&table.load()) else {
-        return;
+        return (Exit::Stopped, before);
     };
     let seed =
         u64::from(ifindex) ^ (origin.elapsed().as_nanos() as u64) ^ u64::from(std::process::id());
@@ -200,21 +274,33 @@ pub async fn run(
     let mut limiter = LogLimiter::new(Duration::from_secs(1));
     tracing::info!(bridge, %link_local, prefixes = ?adv.spec().prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>(), "router advertisements on");
     let mut buf = vec![0u8; 2048];
-    loop {
+    let mut check = tokio::time::interval(LINK_CHECK);
+    let publish = |adv: &Advertiser| {
+        let mut total = before;
+        total.add(adv.stats());
+        *stats.lock().unwrap_or_else(|p| p.into_inner()) = total;
+        total
+    };
+    let exit = loop {
         let due = origin + adv.poll_timeout();
         tokio::select! {
             _ = tokio::time::sleep_until(due.into()) => {
                 if let Some(out) = adv.handle_timeout(origin.elapsed()) {
-                    report_send(&mut limiter, &bridge, send(socket.get_ref(), ifindex, &out));
+                    report_send(&mut limiter, bridge, send(socket.get_ref(), ifindex, &out));
+                }
+            }
+            _ = check.tick() => {
+                if current_link(bridge) != Some(link) {
+                    break Exit::LinkChanged;
                 }
             }
             ready = socket.readable() => {
-                let Ok(mut guard) = ready else { break };
+                let Ok(mut guard) = ready else { break Exit::LinkChanged };
                 for _ in 0..64 {
                     match guard.try_io(|s| recv_with_hop_limit(s.get_ref(), &mut buf)) {
                         Ok(Ok((n, src, hops))) => {
                             let received = adv.handle_icmp(origin.elapsed(), src, hops, buf.get(..n).unwrap_or(&[]));
-                            handle_received(&mut limiter, &bridge, received, socket.get_ref(), ifindex);
+                            handle_received(&mut limiter, bridge, received, socket.get_ref(), ifindex);
                         }
                         Ok(Err(e)) => {
                             if limiter.allow("recv", Instant::now()).is_some() {
@@ -227,30 +313,29 @@ pub async fn run(
                 }
             }
             changed = control.changed() => {
-                let stop = changed.is_err() || *control.borrow() == Control::Shutdown;
-                if stop {
-                    report_send(&mut limiter, &bridge, send(socket.get_ref(), ifindex, &adv.shutdown()));
+                if changed.is_err() || *control.borrow() == Control::Shutdown {
+                    report_send(&mut limiter, bridge, send(socket.get_ref(), ifindex, &adv.shutdown()));
                     tracing::info!(bridge, "sent the final router advertisement (router lifetime 0)");
-                    break;
+                    break Exit::Stopped;
                 }
                 match spec_of(&table.load()) {
                     Some(spec) => {
-                        if let Some(out) = adv.update(spec) {
+                        if let Some(out) = adv.update(spec, origin.elapsed()) {
                             tracing::info!(bridge, "withdrawing removed prefixes");
-                            report_send(&mut limiter, &bridge, send(socket.get_ref(), ifindex, &out));
+                            report_send(&mut limiter, bridge, send(socket.get_ref(), ifindex, &out));
                         }
                     }
                     None => {
-                        report_send(&mut limiter, &bridge, send(socket.get_ref(), ifindex, &adv.retire()));
+                        report_send(&mut limiter, bridge, send(socket.get_ref(), ifindex, &adv.retire()));
                         tracing::info!(bridge, "no IPv6 network left on the bridge: withdrew its prefixes and default route");
-                        break;
+                        break Exit::Stopped;
                     }
                 }
             }
         }
-        *stats.lock().unwrap_or_else(|p| p.into_inner()) = *adv.stats();
-    }
-    *stats.lock().unwrap_or_else(|p| p.into_inner()) = *adv.stats();
+        publish(&adv);
+    };
+    (exit, publish(&adv))
 }
 
 fn handle_received(

@@ -76,6 +76,11 @@ pub struct RaConfig {
     pub AdvDNSSLLifetime: Option<Lifetime>,
 }
 
+/// Most RDNSS servers in one RA.
+pub const MAX_RDNSS: usize = 16;
+/// Most bytes of encoded DNSSL names in one RA.
+pub const MAX_DNSSL_BYTES: usize = 512;
+
 /// Validated parameters, in wire units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RaParams {
@@ -134,6 +139,7 @@ impl RaParams {
             Some(other) => return Err(format!("profile: {other:?} is not \"nova\" or \"radvd\"")),
         };
         let max = c.MaxRtrAdvInterval.unwrap_or(profile_max);
+        // `contains` is false for NaN, so non-finite values fail these range checks.
         if !(4.0..=1800.0).contains(&max) {
             return Err(format!(
                 "MaxRtrAdvInterval: {max} is outside 4-1800 seconds"
@@ -143,7 +149,7 @@ impl RaParams {
             .MinRtrAdvInterval
             .or(profile_min)
             .unwrap_or(if max >= 9.0 { 0.33 * max } else { 0.75 * max });
-        if min < 3.0 || min > 0.75 * max {
+        if !(3.0..=0.75 * max).contains(&min) {
             return Err(format!(
                 "MinRtrAdvInterval: {min} is outside 3 to 0.75 x MaxRtrAdvInterval ({})",
                 0.75 * max
@@ -191,6 +197,19 @@ impl RaParams {
             if !crate::table::hosts::is_hostname(d) {
                 return Err(format!("dnssl: {d:?} is not a domain name"));
             }
+        }
+        // Keep the RA well inside the minimum IPv6 MTU (and each option under its 8-bit length).
+        if c.rdnss.len() > MAX_RDNSS {
+            return Err(format!(
+                "rdnss: {} servers; at most {MAX_RDNSS}",
+                c.rdnss.len()
+            ));
+        }
+        let dnssl_bytes: usize = c.dnssl.iter().map(|d| d.len() + 2).sum();
+        if dnssl_bytes > MAX_DNSSL_BYTES {
+            return Err(format!(
+                "dnssl: {dnssl_bytes} bytes of names; at most {MAX_DNSSL_BYTES}"
+            ));
         }
         Ok(RaParams {
             send: c.AdvSendAdvert.unwrap_or(true),

@@ -268,7 +268,7 @@ fn shutdown_retire_and_removed_prefixes() {
     two.prefixes.push("fd00:2::/64".parse().unwrap());
     let mut adv = Advertiser::new(two, Duration::ZERO, 1);
     assert_eq!(
-        adv.update(spec(nova()).clone())
+        adv.update(spec(nova()).clone(), Duration::ZERO)
             .map(|o| ra_of(&o))
             .map(|ra| {
                 let gone = ra
@@ -287,7 +287,7 @@ fn shutdown_retire_and_removed_prefixes() {
         Some((30, 0, 0, 2))
     );
     assert_eq!(
-        adv.update(spec(nova())),
+        adv.update(spec(nova()), Duration::ZERO),
         None,
         "nothing removed, nothing extra to send"
     );
@@ -333,4 +333,32 @@ fn other_routers_are_checked_for_consistency() {
         Received::Drop(RaDrop::BadHopLimit)
     );
     assert_eq!(adv.stats().inconsistencies, 3);
+}
+
+#[test]
+fn a_changed_spec_is_announced_soon_and_keeps_the_minimum_gap() {
+    let mut adv = Advertiser::new(spec(RaConfig::default()), Duration::ZERO, 3);
+    let _ = run(&mut adv, Duration::ZERO, secs(100.0));
+    let before = adv.poll_timeout();
+    assert!(before > secs(100.0));
+    let mut changed = spec(RaConfig::default());
+    changed.prefixes.push("fd00:9::/64".parse().unwrap());
+    assert_eq!(adv.update(changed, secs(100.0)), None, "nothing withdrawn");
+    let due = adv.poll_timeout();
+    assert!(
+        due <= secs(100.5) && due >= secs(100.0),
+        "announced within 0.5 s, not at {before:?}: {due:?}"
+    );
+    assert!(adv.handle_timeout(due).is_some());
+    // A withdrawal is a multicast RA: the next announcement waits 3 s after it.
+    let withdrawal = adv.update(spec(RaConfig::default()), secs(101.0));
+    assert!(withdrawal.is_some());
+    let mut again = spec(RaConfig::default());
+    again.prefixes.push("fd00:8::/64".parse().unwrap());
+    assert_eq!(adv.update(again, secs(102.0)), None);
+    let next = adv.poll_timeout();
+    assert!(
+        next >= secs(104.0) && next <= secs(104.5),
+        "3 s after the withdrawal at 101 s: {next:?}"
+    );
 }

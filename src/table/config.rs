@@ -41,6 +41,9 @@ pub struct MetadataConfig {
     pub proxy_shared_secret: Option<String>,
     /// Domain for EC2 hostnames when the instance's network sets none (nova's dhcp_domain).
     pub dhcp_domain: Option<String>,
+    /// Which header trusted proxies write: `x-forwarded-for` (default) or `forwarded`.
+    #[serde(default)]
+    pub forwarded_header: crate::metadata::request::ForwardedHeader,
 }
 
 /// One `[[instance]]`.

@@ -70,6 +70,8 @@ pub struct MetadataSettings {
     pub trusted_proxies: Vec<IpAddr>,
     /// Neutron proxy mode secret.
     pub proxy_shared_secret: Option<String>,
+    /// The header trusted proxies write the client's address into.
+    pub forwarded_header: crate::metadata::request::ForwardedHeader,
     /// Domain for host names when the network has none.
     pub dhcp_domain: String,
 }
@@ -101,7 +103,11 @@ pub fn settings(c: &MetadataConfig) -> Result<MetadataSettings, String> {
         listen,
         vendordata,
         trusted_proxies: c.trusted_proxies.clone(),
-        proxy_shared_secret: c.proxy_shared_secret.clone().filter(|s| !s.is_empty()),
+        proxy_shared_secret: match c.proxy_shared_secret.as_deref() {
+            Some("") => return Err("[metadata] proxy_shared_secret: empty (give a secret, or remove the key to identify instances by address)".into()),
+            other => other.map(str::to_string),
+        },
+        forwarded_header: c.forwarded_header,
         dhcp_domain: c.dhcp_domain.clone().unwrap_or_else(|| "novalocal".into()),
     })
 }

@@ -180,6 +180,44 @@ impl Served {
         );
     }
 
+    /// Runs `program args` in an instance's namespace; panics, with its output and the
+    /// daemon's log, unless it succeeds. Returns its stdout.
+    pub fn run_in(
+        &self,
+        inst: &netnode::lab::Instance,
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+    ) -> String {
+        let out = inst
+            .ns
+            .command(program)
+            .args(args)
+            .output()
+            .expect("running a command in the namespace");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}{}\nnetnode log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.daemon.log_text()
+        );
+        stdout
+    }
+
+    /// Stops netnode (cleanly, or with SIGKILL as a crash would), starts it again on the same
+    /// config and state, and checks that it replayed `active` leases from the journal.
+    pub fn restart(&mut self, crash: bool, log: &str, active: usize) {
+        if crash {
+            self.daemon.kill9().unwrap();
+        } else {
+            self.daemon.stop().unwrap();
+        }
+        fs::remove_file(&self.lease_file).ok();
+        self.daemon = start(&self.lab, &self.config, log);
+        let text = self.daemon.log_text();
+        assert!(text.contains(&format!("active={active}")), "{text}");
+    }
+
     /// Waits until the lease file satisfies `pred`, returning its text.
     pub fn wait_lease_file(&self, pred: impl Fn(&str) -> bool) -> String {
         for _ in 0..50 {
