@@ -4,6 +4,7 @@
 //! Protocol logic lives in pure engines ([`dhcp::Engine`]) that take values and return
 //! decisions; sockets, clocks and signals live in thin shells ([`dhcp::listener`], [`server`]).
 
+pub mod compat;
 pub mod demo;
 pub mod dhcp;
 pub mod lab;

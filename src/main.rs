@@ -102,7 +102,37 @@ enum Command {
     },
 }
 
+/// The drop-in programs, by argv[0] or as the first argument.
+fn drop_in() -> Option<i32> {
+    let args: Vec<String> = std::env::args().collect();
+    let program = |a: &str| {
+        std::path::Path::new(a)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+    };
+    let (name, rest) = match program(args.first()?.as_str()).as_deref() {
+        Some(n @ ("dnsmasq" | "radvd" | "dhcp_release")) => {
+            (n.to_string(), args.get(1..)?.to_vec())
+        }
+        _ => match args.get(1).map(String::as_str) {
+            Some(n @ ("dnsmasq" | "radvd" | "dhcp_release")) => {
+                (n.to_string(), args.get(2..)?.to_vec())
+            }
+            _ => return None,
+        },
+    };
+    Some(match name.as_str() {
+        "dnsmasq" => netnode::compat::entry::dnsmasq(&rest),
+        "radvd" => netnode::compat::entry::radvd(&rest),
+        _ => netnode::compat::entry::dhcp_release(&rest),
+    })
+}
+
 fn main() -> ExitCode {
+    if let Some(status) = drop_in() {
+        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

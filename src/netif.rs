@@ -50,6 +50,43 @@ pub fn link_local_from(text: &str, name: &str) -> Option<Ipv6Addr> {
     })
 }
 
+/// IPv4 addresses of every interface: (interface, address, prefix length).
+pub fn ipv4_addresses() -> Vec<(String, std::net::Ipv4Addr, u8)> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free with freeifaddrs below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned; its pointers are valid or null.
+        unsafe {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null()
+                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+                && !ifa.ifa_netmask.is_null()
+            {
+                let addr = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                let mask = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                let name = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                    .to_string_lossy()
+                    .into_owned();
+                let prefix = u32::from_be(mask.sin_addr.s_addr).leading_ones() as u8;
+                out.push((
+                    name,
+                    std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
+                    prefix,
+                ));
+            }
+            cur = ifa.ifa_next;
+        }
+    }
+    // SAFETY: frees the list getifaddrs allocated, once.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,11 +82,57 @@ struct RaHandle {
     retiring: bool,
 }
 
+/// Where the table comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// netnode's TOML config.
+    Toml(PathBuf),
+    /// A dnsmasq command line (drop-in mode): its files are re-read at each load.
+    Dnsmasq(Box<crate::compat::dnsmasq::DnsmasqOptions>),
+    /// A radvd.conf (drop-in mode): router advertisements only.
+    Radvd(PathBuf),
+}
+
+impl Source {
+    /// Builds the table, reading every file it names.
+    pub fn load(&self) -> anyhow::Result<Table> {
+        match self {
+            Source::Toml(path) => Ok(build::load(path)?),
+            Source::Dnsmasq(opts) => {
+                let config =
+                    crate::compat::dnsmasq::to_config(opts, &crate::netif::ipv4_addresses())
+                        .map_err(anyhow::Error::msg)?;
+                let mut table = build::from_config(&config, Path::new("dnsmasq command line"))?;
+                table.problems.extend(
+                    crate::compat::dnsmasq::check_addn_hosts(opts).map_err(anyhow::Error::msg)?,
+                );
+                Ok(table)
+            }
+            Source::Radvd(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let ifaces = crate::compat::radvd::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let mut table = crate::compat::radvd::to_table(&ifaces)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                table.sources.push(path.clone());
+                Ok(table)
+            }
+        }
+    }
+
+    /// Whether this source serves DHCP (a radvd.conf does not).
+    fn serves_dhcp(&self) -> bool {
+        !matches!(self, Source::Radvd(_))
+    }
+}
+
 /// The running daemon.
 pub struct Server {
-    config: PathBuf,
+    source: Source,
     table: Arc<ArcSwap<Table>>,
     store: Arc<LeaseStore>,
+    script: Option<crate::compat::script::ScriptRunner>,
     listeners: HashMap<String, ListenerHandle>,
     advertisers: HashMap<String, RaHandle>,
     metadata: Option<MetadataHandle>,
@@ -98,17 +144,55 @@ pub struct Server {
 impl Server {
     /// Loads the config, opens the lease store and starts a listener per bridge.
     pub fn start(config: &Path) -> anyhow::Result<Server> {
-        let table = build::load(config).context("loading the config")?;
+        Server::start_from(Source::Toml(config.to_path_buf()), None)
+    }
+
+    /// Loads the table from `source`, opens the lease store (with `script`'s `init` leases
+    /// imported, dnsmasq's `--leasefile-ro` way) and starts the listeners.
+    pub fn start_from(
+        source: Source,
+        script: Option<(PathBuf, Option<String>, bool)>,
+    ) -> anyhow::Result<Server> {
+        let table = source.load().context("loading the config")?;
         log_table(&table, "table loaded");
         let state = &table.state;
-        let (store, report) = LeaseStore::open(
-            &state.dir,
-            state.fsync,
-            state.lease_file.clone(),
-            unix_now(),
-        )
-        .context("opening the lease store")?;
+        let (store, report) = if source.serves_dhcp() {
+            LeaseStore::open(
+                &state.dir,
+                state.fsync,
+                state.lease_file.clone(),
+                unix_now(),
+            )
+            .context("opening the lease store")?
+        } else {
+            // radvd mode keeps no leases: a store in a private temporary directory.
+            let dir = std::env::temp_dir().join(format!("netnode-radvd-{}", std::process::id()));
+            LeaseStore::open(&dir, false, None, unix_now())
+                .context("opening an empty lease store")?
+        };
         tracing::info!(dir = %state.dir.display(), records = report.records, active = report.active, torn_bytes = report.torn_bytes, "lease journal replayed");
+        let script = match script {
+            Some((path, domain, leasefile_ro)) => {
+                if leasefile_ro {
+                    let leases = crate::compat::script::init(&path)
+                        .map_err(anyhow::Error::msg)
+                        .context("running the dhcp-script's init")?;
+                    tracing::info!(
+                        leases = leases.len(),
+                        "loaded leases from the dhcp-script (--leasefile-ro)"
+                    );
+                    let changes: Vec<_> = leases
+                        .into_iter()
+                        .map(crate::dhcp::LeaseChange::Grant)
+                        .collect();
+                    store
+                        .commit(&changes)
+                        .context("storing the dhcp-script's leases")?;
+                }
+                Some(crate::compat::script::ScriptRunner::start(path, domain))
+            }
+            None => None,
+        };
         let watched = build::unique_sources(&table);
         let metadata = match &table.metadata {
             Some(settings) => Some(start_metadata(&table, settings.clone())?),
@@ -116,7 +200,8 @@ impl Server {
         };
         let mut server = Server {
             metadata,
-            config: config.to_path_buf(),
+            source,
+            script,
             fingerprint: fingerprint(&watched),
             watched,
             table: Arc::new(ArcSwap::from_pointee(table)),
@@ -132,9 +217,9 @@ impl Server {
     /// Builds a new table off the hot path and swaps it in; a bad one is reported and the
     /// last good table keeps serving.
     pub async fn reload(&mut self, why: &str) {
-        let path = self.config.clone();
+        let source = self.source.clone();
         let result = tokio::task::spawn_blocking(move || {
-            build::load(&path).map(|table| {
+            source.load().map(|table| {
                 let tree = Tree::build(&table);
                 (table, tree)
             })
@@ -185,7 +270,11 @@ impl Server {
 
     /// Starts listeners for new bridges and stops those whose bridge left the table.
     fn reconcile_listeners(&mut self) {
-        let bridges = self.table.load().bridges();
+        let bridges = if self.source.serves_dhcp() {
+            self.table.load().bridges()
+        } else {
+            Vec::new()
+        };
         self.listeners.retain(|bridge, handle| {
             let keep = bridges.contains(bridge);
             if !keep {
@@ -204,6 +293,7 @@ impl Server {
                 table: self.table.clone(),
                 store: self.store.clone(),
                 stats: stats.clone(),
+                script: self.script.clone(),
             };
             let task = tokio::spawn(serve_bridge(bridge.clone(), shared, stop_rx));
             self.listeners
@@ -249,6 +339,25 @@ impl Server {
         }
     }
 
+    /// The bridge whose network holds an address ("" when none does).
+    fn bridge_of(&self, ip: std::net::Ipv4Addr) -> String {
+        self.table
+            .load()
+            .containing(ip)
+            .map(|n| n.bridge.clone())
+            .unwrap_or_default()
+    }
+
+    /// dnsmasq calls its script with `old` for every lease on SIGHUP.
+    fn script_old_for_all(&self) {
+        if let Some(script) = &self.script {
+            for lease in self.store.active(unix_now()) {
+                let bridge = self.bridge_of(lease.ip);
+                script.send(crate::compat::script::Action::Old, lease, &bridge);
+            }
+        }
+    }
+
     /// Counters of every listener and advertiser, as one log line.
     pub fn report(&self) -> String {
         let mut ra = RaStats::default();
@@ -274,6 +383,13 @@ impl Server {
     async fn tick(&mut self) {
         if fingerprint(&self.watched) != self.fingerprint {
             self.reload("a source file changed").await;
+        }
+        let expired = self.store.expire(unix_now());
+        if let Some(script) = &self.script {
+            for lease in expired {
+                let bridge = self.bridge_of(lease.ip);
+                script.send(crate::compat::script::Action::Del, lease, &bridge);
+            }
         }
         if let Err(e) = self.store.flush_lease_file(unix_now()) {
             tracing::error!(error = %e, "writing the lease file failed");
@@ -376,15 +492,29 @@ async fn serve_bridge(bridge: String, shared: Shared, mut stop: watch::Receiver<
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: &Path) -> anyhow::Result<()> {
+    serve_from(Source::Toml(config.to_path_buf()), None, |_| Ok(())).await
+}
+
+/// Runs the daemon from any source until SIGTERM or SIGINT. `ready` is called once every
+/// listener is started (drop-in mode writes its pid file and lets its parent exit there).
+pub async fn serve_from(
+    source: Source,
+    script: Option<(PathBuf, Option<String>, bool)>,
+    ready: impl FnOnce(&Server) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut server = Server::start(config)?;
+    let mut server = Server::start_from(source, script)?;
+    ready(&server)?;
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
-            _ = hup.recv() => server.reload("SIGHUP").await,
+            _ = hup.recv() => {
+                server.reload("SIGHUP").await;
+                server.script_old_for_all();
+            }
             _ = usr1.recv() => tracing::info!(leases = server.store.len(), "stats {}", server.report()),
             _ = tick.tick() => server.tick().await,
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }

@@ -54,6 +54,8 @@ pub struct Shared {
     pub store: Arc<LeaseStore>,
     /// Where the listener publishes its counters after each batch.
     pub stats: Arc<Mutex<Stats>>,
+    /// dnsmasq's `--dhcp-script`, told of every lease change (drop-in mode).
+    pub script: Option<crate::compat::script::ScriptRunner>,
 }
 
 /// Serves one bridge until `shutdown` turns true.
@@ -113,6 +115,14 @@ pub async fn run(
                 Decision::Drop(reason) => log_drop(&mut limiter, &bridge, reason, packet, *from),
             }
         }
+        // What each change replaces, for the script's add/old/del.
+        let before: Vec<Option<crate::dhcp::Lease>> = match &shared.script {
+            Some(_) => changes
+                .iter()
+                .map(|c| shared.store.get(c.key()).filter(|l| l.is_active(now)))
+                .collect(),
+            None => Vec::new(),
+        };
         let committed = match shared.store.commit(&changes) {
             Ok(()) => true,
             Err(e) => {
@@ -120,6 +130,9 @@ pub async fn run(
                 false
             }
         };
+        if let (Some(script), true) = (&shared.script, committed) {
+            tell_script(script, &bridge, &changes, &before);
+        }
         for (transmit, needs_commit) in sends {
             if needs_commit && !committed {
                 continue;
@@ -146,6 +159,35 @@ async fn send(socket: &UdpSocket, bridge: &str, t: &Transmit) -> io::Result<usiz
         Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
     };
     socket.send_to(&t.payload, to).await
+}
+
+fn tell_script(
+    script: &crate::compat::script::ScriptRunner,
+    bridge: &str,
+    changes: &[LeaseChange],
+    before: &[Option<crate::dhcp::Lease>],
+) {
+    use crate::compat::script::Action;
+    for (change, prior) in changes.iter().zip(before) {
+        match change {
+            LeaseChange::Grant(l) => {
+                let renewal = prior.as_ref().is_some_and(|p| p.mac == l.mac);
+                if let (Some(p), false) = (prior, renewal) {
+                    script.send(Action::Del, p.clone(), bridge); // the address changed hands
+                }
+                script.send(
+                    if renewal { Action::Old } else { Action::Add },
+                    l.clone(),
+                    bridge,
+                );
+            }
+            LeaseChange::Release { mac, .. } | LeaseChange::Decline { mac, .. } => {
+                if let Some(p) = prior.as_ref().filter(|p| p.mac == *mac) {
+                    script.send(Action::Del, p.clone(), bridge);
+                }
+            }
+        }
+    }
 }
 
 fn log_change(bridge: &str, change: &LeaseChange) {

@@ -213,6 +213,26 @@ impl LeaseStore {
         Ok(())
     }
 
+    /// Removes the leases that expired by `now` and returns them (for the dhcp-script's `del`).
+    /// Replay drops expired leases anyway, so this needs no journal record.
+    pub fn expire(&self, now: u64) -> Vec<Lease> {
+        let _j = self.lock();
+        let expired: Vec<Lease> = self
+            .map
+            .iter()
+            .filter(|l| !l.is_active(now))
+            .map(|l| l.clone())
+            .collect();
+        for l in &expired {
+            self.map
+                .remove_if(&l.ip, |_, held| held.mac == l.mac && !held.is_active(now));
+        }
+        if !expired.is_empty() {
+            self.lease_file_dirty.store(true, Ordering::Release);
+        }
+        expired
+    }
+
     /// The lease on an address, if any.
     pub fn get(&self, ip: Ipv4Addr) -> Option<Lease> {
         self.map.get(&ip).map(|l| l.clone())

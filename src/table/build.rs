@@ -155,6 +155,7 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         ipv6_backend: config.ipv6.backend,
         metadata,
         instances,
+        ra_only: Vec::new(),
     })
 }
 
@@ -315,6 +316,19 @@ fn build_network(
         entries.extend(lines.into_iter().map(|e| (file.clone(), e)));
         problems.extend(bad);
         sources.push(path.clone());
+    }
+    for (i, line) in nc.host_lines.iter().enumerate() {
+        match hosts::parse_line(line) {
+            Ok(mut entry) => {
+                entry.line = i + 1;
+                entries.push((format!("{} --dhcp-host", origin.display()), entry));
+            }
+            Err(reason) => problems.push(Problem::new(
+                format!("{} --dhcp-host", origin.display()),
+                i + 1,
+                reason,
+            )),
+        }
     }
     let inline_origin = format!("{} [network {}]", origin.display(), nc.name);
     for (i, hc) in nc.host.iter().enumerate() {

@@ -147,6 +147,9 @@ pub struct NetworkConfig {
     /// Router advertisement parameters, with radvd's names.
     #[serde(default)]
     pub ra: crate::ra::params::RaConfig,
+    /// Bindings in hosts-file syntax from a command line (dnsmasq's `--dhcp-host`); not TOML.
+    #[serde(skip)]
+    pub host_lines: Vec<String>,
 }
 
 /// One `[[network.host]]`.

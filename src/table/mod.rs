@@ -212,6 +212,8 @@ pub struct Table {
     pub metadata: Option<instance::MetadataSettings>,
     /// Instance records, joined with the bindings.
     pub instances: Vec<instance::Instance>,
+    /// Interfaces that only advertise (radvd mode): interface, parameters, prefixes.
+    pub ra_only: Vec<(String, Arc<RaParams>, Vec<Ipv6Network>)>,
 }
 
 impl Table {
@@ -228,6 +230,9 @@ impl Table {
     /// What a bridge advertises: the parameters of its first advertising network and the
     /// prefixes of all of them; `None` when nothing on the bridge advertises.
     pub fn ra_for(&self, bridge: &str) -> Option<(Arc<RaParams>, Vec<Ipv6Network>)> {
+        if let Some((_, params, prefixes)) = self.ra_only.iter().find(|(b, _, _)| b == bridge) {
+            return Some((params.clone(), prefixes.clone()));
+        }
         let mut advertising = self
             .on_bridge(bridge)
             .filter_map(|n| Some((n.ra.as_ref()?, n.cidr_v6?)));
@@ -244,10 +249,13 @@ impl Table {
 
     /// Bridges with router advertisements, in config order.
     pub fn ra_bridges(&self) -> Vec<String> {
-        self.bridges()
-            .into_iter()
-            .filter(|b| self.ra_for(b).is_some())
-            .collect()
+        let mut out: Vec<String> = self.ra_only.iter().map(|(b, _, _)| b.clone()).collect();
+        out.extend(
+            self.bridges()
+                .into_iter()
+                .filter(|b| self.ra_for(b).is_some()),
+        );
+        out
     }
 
     /// The distinct bridges, in config order.

@@ -1,0 +1,98 @@
+//! Daemonizing as dnsmasq and radvd do for nova: the command returns 0 only once the daemon
+//! serves (nova then reads the pid file), and the daemon's /proc/<pid>/cmdline keeps the
+//! original arguments (a fork keeps them; nova checks for `nova-<dev>.conf` there before HUP).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// The daemon's end of the pipe to the waiting parent.
+#[derive(Debug)]
+pub struct Readiness {
+    pipe: Option<File>,
+}
+
+impl Readiness {
+    /// For a process that did not fork (foreground): nothing to tell.
+    pub fn foreground() -> Readiness {
+        Readiness { pipe: None }
+    }
+
+    /// Tells the parent the daemon serves: it exits 0.
+    pub fn ready(&mut self) {
+        if let Some(mut p) = self.pipe.take() {
+            let _ = p.write_all(b"ok");
+        }
+    }
+
+    /// Tells the parent why starting failed: it prints this and exits 1.
+    pub fn failed(&mut self, why: &str) {
+        if let Some(mut p) = self.pipe.take() {
+            let _ = p.write_all(why.as_bytes());
+        }
+    }
+}
+
+/// Forks. The parent waits for the child's word and exits with 0 (ready) or 1 (it printed the
+/// reason); only the child returns. The child starts a new session and points stdin and stdout
+/// to /dev/null and stderr to `log` (or /dev/null), so the caller's pipes close. Must be called
+/// before any thread is started.
+pub fn daemonize(log: Option<&Path>) -> io::Result<Readiness> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two descriptors into the array.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptors were just created and are owned here, once each.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread runs yet (documented precondition), so fork is safe.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            drop(read_end);
+            // SAFETY: setsid has no memory preconditions.
+            unsafe { libc::setsid() };
+            redirect(log)?;
+            Ok(Readiness {
+                pipe: Some(File::from(write_end)),
+            })
+        }
+        _child => {
+            drop(write_end);
+            let mut word = String::new();
+            let _ = File::from(read_end).read_to_string(&mut word);
+            if word == "ok" {
+                std::process::exit(0);
+            }
+            if word.is_empty() {
+                word = "the daemon exited before it was ready".into();
+            }
+            eprintln!("netnode: {word}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn redirect(log: Option<&Path>) -> io::Result<()> {
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    let err = match log {
+        Some(path) => File::options().create(true).append(true).open(path)?,
+        None => null.try_clone()?,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto the standard descriptors of this (single-threaded) process.
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
+        libc::dup2(null.as_raw_fd(), 1);
+        libc::dup2(err.as_raw_fd(), 2);
+    }
+    Ok(())
+}
+
+/// Writes the pid file (the daemon's own pid, newline-terminated, as dnsmasq and radvd do).
+pub fn write_pid_file(path: &Path) -> io::Result<()> {
+    crate::dhcp::store::write_atomically(path, format!("{}\n", std::process::id()).as_bytes())
+        .map_err(|e| io::Error::other(e.to_string()))
+}
