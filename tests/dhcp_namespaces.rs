@@ -344,55 +344,11 @@ fn a_sighup_storm_drops_no_request() {
     }
     let s = serve("hupstorm", 1, 1, LEASE);
     let pid = s.daemon.pid().unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut sent = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // SAFETY: kill has no memory preconditions; the pid is our daemon's.
-                unsafe { libc::kill(pid, libc::SIGHUP) };
-                sent += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            sent
-        })
-    };
-    // Each DORA gets one try: a request lost during a reload would fail it.
-    let inst = &s.lab.instances[0];
-    let started = std::time::Instant::now();
-    let mut round = 0;
-    while round < 20 || started.elapsed() < Duration::from_secs(2) {
-        round += 1;
-        // Paced under the per-client limit (16 requests a second per MAC).
-        std::thread::sleep(Duration::from_millis(200));
-        let out = inst
-            .ns
-            .command(common::netnode())
-            .args([
-                "client",
-                "--iface",
-                "eth0",
-                "--attempts",
-                "1",
-                "--timeout",
-                "2",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "round {round}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let sent = storm.join().unwrap();
-    assert!(
-        sent > 100,
-        "the storm sent {sent} signals during {round} exchanges"
-    );
+    let sent =
+        common::dora_under_hup_storm(&s.lab.instances[0], pid, 20, Duration::from_secs(2), || {
+            s.daemon.log_text()
+        });
+    assert!(sent > 100, "the storm sent {sent} signals");
     assert!(
         s.daemon
             .log_text()

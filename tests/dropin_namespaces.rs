@@ -275,45 +275,14 @@ fn a_hup_every_10ms_under_load_drops_no_request() {
     }
     let nova = Nova::new("dmhup", 2);
     let pid = nova.start_dnsmasq();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut sent = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                signal(pid, libc::SIGHUP);
-                sent += 1;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            sent
-        })
-    };
-    let inst = &nova.lab.instances[0];
-    for round in 0..15 {
-        std::thread::sleep(Duration::from_millis(150)); // under the per-client rate limit
-        let out = inst
-            .ns
-            .command(netnode())
-            .args([
-                "client",
-                "--iface",
-                "eth0",
-                "--attempts",
-                "1",
-                "--timeout",
-                "2",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "round {round}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            nova.log()
-        );
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(storm.join().unwrap() > 100);
+    let sent = common::dora_under_hup_storm(
+        &nova.lab.instances[0],
+        pid,
+        15,
+        Duration::from_secs(2),
+        || nova.log(),
+    );
+    assert!(sent > 100, "the storm sent {sent} signals");
     assert!(alive(pid));
     signal(pid, libc::SIGTERM);
 }

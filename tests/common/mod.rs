@@ -243,3 +243,63 @@ pub fn counter(stats: &str, name: &str) -> u64 {
         .and_then(|v| v.trim_matches('"').parse().ok())
         .unwrap_or(0)
 }
+
+/// Sends SIGHUP to `pid` every 10 ms while the instance runs single-attempt DORA exchanges with
+/// netnode's own client (paced under the per-client rate limit), for at least `rounds` rounds
+/// and `at_least`. Panics, with `log()`, on the first exchange that gets no answer. Returns how
+/// many signals were sent.
+pub fn dora_under_hup_storm(
+    inst: &netnode::lab::Instance,
+    pid: i32,
+    rounds: u32,
+    at_least: Duration,
+    log: impl Fn() -> String,
+) -> u32 {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let storm = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: kill has no memory preconditions; the pid is the test's own daemon.
+                unsafe { libc::kill(pid, libc::SIGHUP) };
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut round = 0;
+    while round < rounds || started.elapsed() < at_least {
+        round += 1;
+        // 16 requests a second per MAC are answered; two per exchange stay well under.
+        std::thread::sleep(Duration::from_millis(200));
+        let out = inst
+            .ns
+            .command(netnode())
+            .args([
+                "client",
+                "--iface",
+                "eth0",
+                "--attempts",
+                "1",
+                "--timeout",
+                "2",
+            ])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            stop.store(true, Ordering::Relaxed);
+            panic!(
+                "round {round}: no answer: {}{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                log()
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    storm.join().unwrap()
+}
