@@ -8,6 +8,7 @@ pub mod compat;
 pub mod demo;
 pub mod dhcp;
 pub mod lab;
+pub mod loadgen;
 pub mod metadata;
 pub mod netif;
 pub mod ra;

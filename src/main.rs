@@ -73,6 +73,37 @@ enum Command {
         #[arg(long)]
         listen: std::net::SocketAddr,
     },
+    /// DHCP load generator (relay agents, DORA per MAC of a hosts file), or with --null a
+    /// responder with no logic; prints achieved DORA/s, drops and latency percentiles.
+    Bench {
+        /// Interface to send on (load) or serve (null).
+        #[arg(long)]
+        iface: String,
+        /// The server's address.
+        #[arg(long)]
+        server: std::net::Ipv4Addr,
+        /// Relay addresses on the interface, one load thread each.
+        #[arg(long = "relay")]
+        relays: Vec<std::net::Ipv4Addr>,
+        /// dnsmasq-format hosts file whose MACs the clients use.
+        #[arg(long)]
+        hosts_file: Option<PathBuf>,
+        /// Exchanges started per second (0: as fast as the window allows).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Exchanges in flight per thread.
+        #[arg(long, default_value_t = 256)]
+        window: usize,
+        /// Milliseconds after which an exchange counts as dropped.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+        /// Answer instead: the null responder.
+        #[arg(long)]
+        null: bool,
+    },
     /// netnode's own DHCP client: one DORA exchange on an interface; prints what it got.
     Client {
         /// Interface to use.
@@ -219,6 +250,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?;
             rt.block_on(netnode::metadata::null::serve(listen))?;
+        }
+        Command::Bench { iface, server, relays, hosts_file, rate, seconds, window, timeout_ms, null } => {
+            if null {
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                eprintln!("null responder on {iface}");
+                netnode::loadgen::null_responder(&iface, server, stop)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let Some(hosts) = hosts_file else { bail!("--hosts-file is required for a load run") };
+            let text = std::fs::read_to_string(&hosts).with_context(|| format!("reading {}", hosts.display()))?;
+            let (entries, _) = netnode::table::hosts::parse(&hosts.display().to_string(), &text);
+            let macs: Vec<MacAddr> = entries.iter().flat_map(|e| e.macs.iter().copied()).collect();
+            let cfg = netnode::loadgen::LoadConfig {
+                iface,
+                relays,
+                server,
+                macs,
+                rate,
+                duration: Duration::from_secs(seconds),
+                window,
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            println!("{}", netnode::loadgen::run(&cfg)?);
         }
         Command::Demo {
             instances,

@@ -1,0 +1,274 @@
+//! `netnode bench`: a DHCP load generator, and `--null`, a responder with no logic.
+//!
+//! The generator plays relay agents, as perfdhcp does: each thread owns a relay address (its
+//! giaddr), sends DISCOVERs for the table's MACs by unicast to the server, answers each OFFER
+//! with a REQUEST and counts the ACKs, keeping a window of exchanges in flight. Threads use
+//! separate relay addresses so that the kernel hands each its own replies. It reports the
+//! achieved DORA rate, the exchanges that got no answer, and latency percentiles.
+//!
+//! The null responder answers every DISCOVER with an OFFER and every REQUEST with an ACK, copied
+//! from the request with no table, no journal and no options: what the kernel path can carry.
+
+#![allow(clippy::disallowed_methods)] // a load tool: it reads the clock
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dhcproto::v4::MessageType;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::dhcp::wire::{self, RequestBuilder};
+use crate::table::MacAddr;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Interface the relays send on.
+    pub iface: String,
+    /// Relay addresses (one thread each), on `iface`.
+    pub relays: Vec<Ipv4Addr>,
+    /// The server's address.
+    pub server: Ipv4Addr,
+    /// The clients' MACs (cycled).
+    pub macs: Vec<MacAddr>,
+    /// Exchanges to start per second in all (0: as fast as the window allows).
+    pub rate: u32,
+    /// How long to run.
+    pub duration: Duration,
+    /// Exchanges in flight per thread.
+    pub window: usize,
+    /// An exchange with no ACK after this long counts as dropped.
+    pub timeout: Duration,
+}
+
+/// What one run achieved.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Exchanges started.
+    pub started: u64,
+    /// Exchanges completed (ACK received).
+    pub completed: u64,
+    /// Exchanges that timed out.
+    pub dropped: u64,
+    /// Completed exchanges per second.
+    pub rate: f64,
+    /// Latency percentiles of completed exchanges (DISCOVER sent to ACK received), microseconds.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ratio = if self.started == 0 { 0.0 } else { self.dropped as f64 / self.started as f64 * 100.0 };
+        write!(
+            f,
+            "dora_per_s={:.0} started={} completed={} dropped={} drop_pct={:.2} p50_us={} p99_us={} p999_us={}",
+            self.rate, self.started, self.completed, self.dropped, ratio, self.p50_us, self.p99_us, self.p999_us
+        )
+    }
+}
+
+fn relay_socket(iface: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.bind_device(Some(iface.as_bytes()))?;
+    let _ = s.set_recv_buffer_size(8 << 20);
+    let _ = s.set_send_buffer_size(8 << 20);
+    s.bind(&SocketAddr::from((addr, 67)).into())?;
+    let s: UdpSocket = s.into();
+    s.set_read_timeout(Some(Duration::from_millis(1)))?;
+    Ok(s)
+}
+
+/// Runs the load and returns what it achieved.
+pub fn run(cfg: &LoadConfig) -> io::Result<LoadReport> {
+    if cfg.macs.is_empty() || cfg.relays.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no MACs or no relay addresses"));
+    }
+    let threads = cfg.relays.len();
+    let mut handles = Vec::new();
+    for (t, relay) in cfg.relays.iter().enumerate() {
+        let socket = relay_socket(&cfg.iface, *relay)?;
+        let macs: Vec<MacAddr> = cfg.macs.iter().skip(t).step_by(threads).copied().collect();
+        let cfg = cfg.clone();
+        let relay = *relay;
+        handles.push(std::thread::spawn(move || drive(&cfg, socket, relay, macs, t as u32, threads as u32)));
+    }
+    let mut report = LoadReport::default();
+    let mut latencies = Vec::new();
+    for h in handles {
+        let (r, l) = h.join().map_err(|_| io::Error::other("a load thread panicked"))??;
+        report.started += r.started;
+        report.completed += r.completed;
+        report.dropped += r.dropped;
+        latencies.extend(l);
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    report.rate = report.completed as f64 / cfg.duration.as_secs_f64();
+    report.p50_us = pct(0.50);
+    report.p99_us = pct(0.99);
+    report.p999_us = pct(0.999);
+    Ok(report)
+}
+
+struct Flight {
+    mac: MacAddr,
+    started: Instant,
+    requested: bool,
+}
+
+fn drive(cfg: &LoadConfig, socket: UdpSocket, relay: Ipv4Addr, macs: Vec<MacAddr>, thread: u32, threads: u32) -> io::Result<(LoadReport, Vec<u64>)> {
+    let server = SocketAddr::from((cfg.server, 67));
+    let mut report = LoadReport::default();
+    let mut latencies = Vec::with_capacity(1 << 16);
+    let mut flights: HashMap<u32, Flight> = HashMap::with_capacity(cfg.window * 2);
+    let mut next_xid = thread.wrapping_mul(0x1000_0000) | 1;
+    let mut next_mac = 0usize;
+    let start = Instant::now();
+    let end = start + cfg.duration;
+    let per_thread_rate = f64::from(cfg.rate) / f64::from(threads);
+    let mut buf = [0u8; 1500];
+    let mut last_sweep = start;
+    while Instant::now() < end {
+        // Start exchanges up to the window and the rate.
+        let allowed = if cfg.rate == 0 { u64::MAX } else { (start.elapsed().as_secs_f64() * per_thread_rate) as u64 };
+        while flights.len() < cfg.window && report.started < allowed {
+            let mac = macs[next_mac % macs.len()];
+            next_mac += 1;
+            let xid = next_xid;
+            next_xid = next_xid.wrapping_add(1);
+            let p = RequestBuilder::new(MessageType::Discover, mac, xid).relayed_by(relay).option(55, &[1, 3, 6, 12, 15, 28, 51, 54]).build();
+            socket.send_to(&p, server)?;
+            flights.insert(xid, Flight { mac, started: Instant::now(), requested: false });
+            report.started += 1;
+        }
+        // Take every reply that is there.
+        loop {
+            let n = match socket.recv_from(&mut buf) {
+                Ok((n, _)) => n,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                Err(e) => return Err(e),
+            };
+            let Some((xid, kind, yiaddr)) = reply_fields(buf.get(..n).unwrap_or(&[])) else { continue };
+            let Some(f) = flights.get_mut(&xid) else { continue };
+            match kind {
+                2 if !f.requested => {
+                    f.requested = true;
+                    let p = RequestBuilder::new(MessageType::Request, f.mac, xid)
+                        .relayed_by(relay)
+                        .option(50, &yiaddr.octets())
+                        .option(54, &cfg.server.octets())
+                        .build();
+                    socket.send_to(&p, server)?;
+                }
+                5 if f.requested => {
+                    latencies.push(f.started.elapsed().as_micros() as u64);
+                    flights.remove(&xid);
+                    report.completed += 1;
+                }
+                _ => {}
+            }
+        }
+        if last_sweep.elapsed() > Duration::from_millis(20) {
+            let timeout = cfg.timeout;
+            let before = flights.len();
+            flights.retain(|_, f| f.started.elapsed() < timeout);
+            report.dropped += (before - flights.len()) as u64;
+            last_sweep = Instant::now();
+        }
+    }
+    // What is still in flight at the end had its chance only if it is older than the timeout.
+    report.dropped += flights.values().filter(|f| f.started.elapsed() >= cfg.timeout).count() as u64;
+    Ok((report, latencies))
+}
+
+/// xid, message type (option 53) and yiaddr of a reply, read without a full decode.
+fn reply_fields(p: &[u8]) -> Option<(u32, u8, Ipv4Addr)> {
+    if p.len() < wire::HEADER_LEN || p.first() != Some(&2) {
+        return None;
+    }
+    let xid = u32::from_be_bytes(p.get(4..8)?.try_into().ok()?);
+    let yiaddr = Ipv4Addr::from(<[u8; 4]>::try_from(p.get(16..20)?).ok()?);
+    let mut rest = p.get(wire::HEADER_LEN..)?;
+    while let Some((&code, tail)) = rest.split_first() {
+        match code {
+            0 => rest = tail,
+            255 => return None,
+            _ => {
+                let (&len, tail) = tail.split_first()?;
+                let data = tail.get(..usize::from(len))?;
+                if code == 53 {
+                    return Some((xid, *data.first()?, yiaddr));
+                }
+                rest = tail.get(usize::from(len)..)?;
+            }
+        }
+    }
+    None
+}
+
+/// The null responder: serves `iface` on port 67 until `stop`, answering DISCOVER with OFFER
+/// and REQUEST with ACK of a fixed address, to the relay (or broadcast), with no logic.
+pub fn null_responder(iface: &str, server: Ipv4Addr, stop: Arc<AtomicBool>) -> io::Result<()> {
+    let socket: UdpSocket = crate::dhcp::listener::bind(iface, 67)?;
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut buf = [0u8; 1500];
+    let offer_ip = Ipv4Addr::from(u32::from(server) + 100);
+    while !stop.load(Ordering::Relaxed) {
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(req) = buf.get(..n) else { continue };
+        let Some(kind) = request_type(req) else { continue };
+        let (Some(head), Some(giaddr)) = (req.get(..wire::HEADER_LEN), req.get(24..28).and_then(|g| <[u8; 4]>::try_from(g).ok())) else { continue };
+        let reply_type = match kind {
+            1 => 2u8,
+            3 => 5u8,
+            _ => continue,
+        };
+        let mut out = [0u8; 300];
+        out[..wire::HEADER_LEN].copy_from_slice(head);
+        out[0] = 2;
+        out[16..20].copy_from_slice(&offer_ip.octets());
+        out[240..250].copy_from_slice(&[53, 1, reply_type, 54, 4, 0, 0, 0, 0, 255]);
+        out[245..249].copy_from_slice(&server.octets());
+        let giaddr = Ipv4Addr::from(giaddr);
+        let to = if giaddr.is_unspecified() { SocketAddr::from((Ipv4Addr::BROADCAST, 68)) } else { SocketAddr::from((giaddr, 67)) };
+        let _ = from;
+        socket.send_to(&out, to)?;
+    }
+    Ok(())
+}
+
+fn request_type(p: &[u8]) -> Option<u8> {
+    if p.len() < wire::HEADER_LEN || p.first() != Some(&1) {
+        return None;
+    }
+    let mut rest = p.get(wire::HEADER_LEN..)?;
+    while let Some((&code, tail)) = rest.split_first() {
+        match code {
+            0 => rest = tail,
+            255 => return None,
+            _ => {
+                let (&len, tail) = tail.split_first()?;
+                let data = tail.get(..usize::from(len))?;
+                if code == 53 {
+                    return data.first().copied();
+                }
+                rest = tail.get(usize::from(len)..)?;
+            }
+        }
+    }
+    None
+}
