@@ -66,7 +66,11 @@ pub struct LoadReport {
 
 impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ratio = if self.started == 0 { 0.0 } else { self.dropped as f64 / self.started as f64 * 100.0 };
+        let ratio = if self.started == 0 {
+            0.0
+        } else {
+            self.dropped as f64 / self.started as f64 * 100.0
+        };
         write!(
             f,
             "dora_per_s={:.0} started={} completed={} dropped={} drop_pct={:.2} p50_us={} p99_us={} p999_us={}",
@@ -90,7 +94,10 @@ fn relay_socket(iface: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
 /// Runs the load and returns what it achieved.
 pub fn run(cfg: &LoadConfig) -> io::Result<LoadReport> {
     if cfg.macs.is_empty() || cfg.relays.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no MACs or no relay addresses"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no MACs or no relay addresses",
+        ));
     }
     let threads = cfg.relays.len();
     let mut handles = Vec::new();
@@ -99,19 +106,28 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadReport> {
         let macs: Vec<MacAddr> = cfg.macs.iter().skip(t).step_by(threads).copied().collect();
         let cfg = cfg.clone();
         let relay = *relay;
-        handles.push(std::thread::spawn(move || drive(&cfg, socket, relay, macs, t as u32, threads as u32)));
+        handles.push(std::thread::spawn(move || {
+            drive(&cfg, socket, relay, macs, t as u32, threads as u32)
+        }));
     }
     let mut report = LoadReport::default();
     let mut latencies = Vec::new();
     for h in handles {
-        let (r, l) = h.join().map_err(|_| io::Error::other("a load thread panicked"))??;
+        let (r, l) = h
+            .join()
+            .map_err(|_| io::Error::other("a load thread panicked"))??;
         report.started += r.started;
         report.completed += r.completed;
         report.dropped += r.dropped;
         latencies.extend(l);
     }
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     report.rate = report.completed as f64 / cfg.duration.as_secs_f64();
     report.p50_us = pct(0.50);
     report.p99_us = pct(0.99);
@@ -125,7 +141,14 @@ struct Flight {
     requested: bool,
 }
 
-fn drive(cfg: &LoadConfig, socket: UdpSocket, relay: Ipv4Addr, macs: Vec<MacAddr>, thread: u32, threads: u32) -> io::Result<(LoadReport, Vec<u64>)> {
+fn drive(
+    cfg: &LoadConfig,
+    socket: UdpSocket,
+    relay: Ipv4Addr,
+    macs: Vec<MacAddr>,
+    thread: u32,
+    threads: u32,
+) -> io::Result<(LoadReport, Vec<u64>)> {
     let server = SocketAddr::from((cfg.server, 67));
     let mut report = LoadReport::default();
     let mut latencies = Vec::with_capacity(1 << 16);
@@ -139,26 +162,51 @@ fn drive(cfg: &LoadConfig, socket: UdpSocket, relay: Ipv4Addr, macs: Vec<MacAddr
     let mut last_sweep = start;
     while Instant::now() < end {
         // Start exchanges up to the window and the rate.
-        let allowed = if cfg.rate == 0 { u64::MAX } else { (start.elapsed().as_secs_f64() * per_thread_rate) as u64 };
+        let allowed = if cfg.rate == 0 {
+            u64::MAX
+        } else {
+            (start.elapsed().as_secs_f64() * per_thread_rate) as u64
+        };
         while flights.len() < cfg.window && report.started < allowed {
             let mac = macs[next_mac % macs.len()];
             next_mac += 1;
             let xid = next_xid;
             next_xid = next_xid.wrapping_add(1);
-            let p = RequestBuilder::new(MessageType::Discover, mac, xid).relayed_by(relay).option(55, &[1, 3, 6, 12, 15, 28, 51, 54]).build();
+            let p = RequestBuilder::new(MessageType::Discover, mac, xid)
+                .relayed_by(relay)
+                .option(55, &[1, 3, 6, 12, 15, 28, 51, 54])
+                .build();
             socket.send_to(&p, server)?;
-            flights.insert(xid, Flight { mac, started: Instant::now(), requested: false });
+            flights.insert(
+                xid,
+                Flight {
+                    mac,
+                    started: Instant::now(),
+                    requested: false,
+                },
+            );
             report.started += 1;
         }
         // Take every reply that is there.
         loop {
             let n = match socket.recv_from(&mut buf) {
                 Ok((n, _)) => n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
                 Err(e) => return Err(e),
             };
-            let Some((xid, kind, yiaddr)) = reply_fields(buf.get(..n).unwrap_or(&[])) else { continue };
-            let Some(f) = flights.get_mut(&xid) else { continue };
+            let Some((xid, kind, yiaddr)) = reply_fields(buf.get(..n).unwrap_or(&[])) else {
+                continue;
+            };
+            let Some(f) = flights.get_mut(&xid) else {
+                continue;
+            };
             match kind {
                 2 if !f.requested => {
                     f.requested = true;
@@ -186,7 +234,10 @@ fn drive(cfg: &LoadConfig, socket: UdpSocket, relay: Ipv4Addr, macs: Vec<MacAddr
         }
     }
     // What is still in flight at the end had its chance only if it is older than the timeout.
-    report.dropped += flights.values().filter(|f| f.started.elapsed() >= cfg.timeout).count() as u64;
+    report.dropped += flights
+        .values()
+        .filter(|f| f.started.elapsed() >= cfg.timeout)
+        .count() as u64;
     Ok((report, latencies))
 }
 
@@ -226,12 +277,26 @@ pub fn null_responder(iface: &str, server: Ipv4Addr, stop: Arc<AtomicBool>) -> i
     while !stop.load(Ordering::Relaxed) {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(r) => r,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
             Err(e) => return Err(e),
         };
         let Some(req) = buf.get(..n) else { continue };
-        let Some(kind) = request_type(req) else { continue };
-        let (Some(head), Some(giaddr)) = (req.get(..wire::HEADER_LEN), req.get(24..28).and_then(|g| <[u8; 4]>::try_from(g).ok())) else { continue };
+        let Some(kind) = request_type(req) else {
+            continue;
+        };
+        let (Some(head), Some(giaddr)) = (
+            req.get(..wire::HEADER_LEN),
+            req.get(24..28).and_then(|g| <[u8; 4]>::try_from(g).ok()),
+        ) else {
+            continue;
+        };
         let reply_type = match kind {
             1 => 2u8,
             3 => 5u8,
@@ -244,7 +309,11 @@ pub fn null_responder(iface: &str, server: Ipv4Addr, stop: Arc<AtomicBool>) -> i
         out[240..250].copy_from_slice(&[53, 1, reply_type, 54, 4, 0, 0, 0, 0, 255]);
         out[245..249].copy_from_slice(&server.octets());
         let giaddr = Ipv4Addr::from(giaddr);
-        let to = if giaddr.is_unspecified() { SocketAddr::from((Ipv4Addr::BROADCAST, 68)) } else { SocketAddr::from((giaddr, 67)) };
+        let to = if giaddr.is_unspecified() {
+            SocketAddr::from((Ipv4Addr::BROADCAST, 68))
+        } else {
+            SocketAddr::from((giaddr, 67))
+        };
         let _ = from;
         socket.send_to(&out, to)?;
     }

@@ -251,17 +251,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(netnode::metadata::null::serve(listen))?;
         }
-        Command::Bench { iface, server, relays, hosts_file, rate, seconds, window, timeout_ms, null } => {
+        Command::Bench {
+            iface,
+            server,
+            relays,
+            hosts_file,
+            rate,
+            seconds,
+            window,
+            timeout_ms,
+            null,
+        } => {
             if null {
                 let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
                 eprintln!("null responder on {iface}");
                 netnode::loadgen::null_responder(&iface, server, stop)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let Some(hosts) = hosts_file else { bail!("--hosts-file is required for a load run") };
-            let text = std::fs::read_to_string(&hosts).with_context(|| format!("reading {}", hosts.display()))?;
+            let Some(hosts) = hosts_file else {
+                bail!("--hosts-file is required for a load run")
+            };
+            let text = std::fs::read_to_string(&hosts)
+                .with_context(|| format!("reading {}", hosts.display()))?;
             let (entries, _) = netnode::table::hosts::parse(&hosts.display().to_string(), &text);
-            let macs: Vec<MacAddr> = entries.iter().flat_map(|e| e.macs.iter().copied()).collect();
+            let macs: Vec<MacAddr> = entries
+                .iter()
+                .flat_map(|e| e.macs.iter().copied())
+                .collect();
             let cfg = netnode::loadgen::LoadConfig {
                 iface,
                 relays,

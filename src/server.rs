@@ -409,13 +409,18 @@ impl Server {
         for h in self.advertisers.values() {
             let _ = h.control.send(Control::Shutdown);
         }
+        let metadata_stats = self.metadata.as_ref().map(|m| m.shared.stats.clone());
         if let Some(m) = self.metadata.take() {
             let _ = m.stop.send(true);
             let _ = m.task.await;
         }
+        // Wait for every task, keeping its counters for the final report.
+        let mut dhcp = Stats::default();
         for (_, h) in self.listeners.drain() {
             let _ = h.task.await;
+            dhcp.add(&h.stats.lock().unwrap_or_else(|p| p.into_inner()));
         }
+        let mut ra = RaStats::default();
         for (bridge, h) in self.advertisers.drain() {
             if tokio::time::timeout(Duration::from_secs(2), h.task)
                 .await
@@ -423,8 +428,12 @@ impl Server {
             {
                 tracing::warn!(bridge, "router advertisement listener did not stop in time");
             }
+            ra.add(&h.stats.lock().unwrap_or_else(|p| p.into_inner()));
         }
-        let stats = self.report();
+        let stats = match metadata_stats {
+            Some(m) => format!("{dhcp} {ra} {m}"),
+            None => format!("{dhcp} {ra}"),
+        };
         if let Err(e) = self.store.flush_lease_file(unix_now()) {
             tracing::error!(error = %e, "writing the lease file failed");
         }

@@ -39,10 +39,28 @@ pub fn bind(bridge: &str, port: u16) -> io::Result<std::net::UdpSocket> {
     socket.set_broadcast(true)?;
     socket.bind_device(Some(bridge.as_bytes()))?;
     socket.set_nonblocking(true)?;
-    // Room for bursts (boot storms, load tests); the kernel caps it at rmem_max.
+    // Room for bursts (boot storms, load tests): 4 MiB. SO_RCVBUF is capped by rmem_max (208 KiB
+    // by default, and not settable inside a network namespace); as root SO_RCVBUFFORCE is not.
     let _ = socket.set_recv_buffer_size(4 << 20);
+    force_buffer(&socket, libc::SO_RCVBUFFORCE, 4 << 20);
+    force_buffer(&socket, libc::SO_SNDBUFFORCE, 4 << 20);
     socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
     Ok(socket.into())
+}
+
+/// Sets a socket buffer size past the sysctl cap where privileges allow; otherwise leaves it.
+fn force_buffer(socket: &Socket, option: libc::c_int, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the option value is a c_int that lives for the call.
+    let _ = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
 }
 
 /// What a listener needs besides its socket.
@@ -65,6 +83,17 @@ pub async fn run(
     shared: Shared,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let socket = Arc::new(socket);
+    // Group commit: lease changes and the ACKs that announce them go to a writer task, which
+    // makes everything queued durable with one write and one fdatasync, then sends those ACKs.
+    // The receive loop never waits for the disk, so under load one fsync covers many batches.
+    let (commit_tx, commit_rx) = tokio::sync::mpsc::channel::<Pending>(COMMIT_QUEUE);
+    let writer = tokio::spawn(write_and_send(
+        bridge.clone(),
+        socket.clone(),
+        shared.clone(),
+        commit_rx,
+    ));
     let mut engine = Engine::new();
     let mut limiter = LogLimiter::new(Duration::from_secs(1));
     let mut buf = vec![0u8; 65_536];
@@ -97,55 +126,114 @@ pub async fn run(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let table = shared.table.load();
-        let mut changes: Vec<LeaseChange> = Vec::new();
-        let mut sends: Vec<(Transmit, bool)> = Vec::with_capacity(packets.len());
+        let mut pending = Pending::default();
         for (packet, from) in &packets {
             match engine.handle(&table, RxMeta { bridge: &bridge }, packet, now) {
                 Decision::Reply {
-                    transmit, lease, ..
+                    transmit,
+                    lease: Some(change),
+                    ..
                 } => {
-                    let durable = lease.is_some();
-                    changes.extend(lease);
-                    sends.push((transmit, durable));
+                    pending.changes.push(change);
+                    pending.replies.push(transmit);
+                }
+                Decision::Reply {
+                    transmit,
+                    lease: None,
+                    ..
+                } => {
+                    // OFFER, NAK, ACK to INFORM: nothing to make durable.
+                    send_logged(&socket, &bridge, &transmit, &mut limiter).await;
                 }
                 Decision::Record(change) => {
                     log_change(&bridge, &change);
-                    changes.push(change);
+                    pending.changes.push(change);
                 }
                 Decision::Drop(reason) => log_drop(&mut limiter, &bridge, reason, packet, *from),
             }
         }
-        // What each change replaces, for the script's add/old/del.
-        let before: Vec<Option<crate::dhcp::Lease>> = match &shared.script {
-            Some(_) => changes
-                .iter()
-                .map(|c| shared.store.get(c.key()).filter(|l| l.is_active(now)))
-                .collect(),
-            None => Vec::new(),
-        };
-        let committed = match shared.store.commit(&changes) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(bridge, error = %e, "lease journal write failed; withholding ACKs");
-                false
+        if !pending.changes.is_empty() {
+            // What each change replaces, for the script's add/old/del.
+            if shared.script.is_some() {
+                pending.before = pending
+                    .changes
+                    .iter()
+                    .map(|c| shared.store.get(c.key()).filter(|l| l.is_active(now)))
+                    .collect();
             }
-        };
-        if let (Some(script), true) = (&shared.script, committed) {
-            tell_script(script, &bridge, &changes, &before);
-        }
-        for (transmit, needs_commit) in sends {
-            if needs_commit && !committed {
-                continue;
-            }
-            if let Err(e) = send(&socket, &bridge, &transmit).await {
-                if let Some(held) = limiter.allow("send", Instant::now()) {
-                    tracing::warn!(bridge, to = ?transmit.to, error = %e, suppressed = held, "dhcp send failed");
-                }
+            if commit_tx.send(pending).await.is_err() {
+                tracing::error!(bridge, "the lease writer stopped; stopping the listener");
+                break;
             }
         }
         *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = *engine.stats();
     }
+    drop(commit_tx);
+    let _ = writer.await;
     *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = *engine.stats();
+}
+
+/// Batches waiting for the writer; bounds memory and pushes back on the receive loop.
+const COMMIT_QUEUE: usize = 64;
+
+/// Lease changes of one receive batch, and the ACKs to send once they are durable.
+#[derive(Default)]
+struct Pending {
+    changes: Vec<LeaseChange>,
+    replies: Vec<Transmit>,
+    before: Vec<Option<crate::dhcp::Lease>>,
+}
+
+/// The writer: takes every batch that is queued, makes them durable together, then sends
+/// their ACKs (or withholds them if the journal could not be written).
+async fn write_and_send(
+    bridge: String,
+    socket: Arc<UdpSocket>,
+    shared: Shared,
+    mut rx: tokio::sync::mpsc::Receiver<Pending>,
+) {
+    let mut limiter = LogLimiter::new(Duration::from_secs(1));
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            group.push(more);
+        }
+        let changes: Vec<LeaseChange> = group
+            .iter()
+            .flat_map(|p| p.changes.iter().cloned())
+            .collect();
+        let store = shared.store.clone();
+        let committed = match tokio::task::spawn_blocking(move || store.commit(&changes)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::error!(bridge, error = %e, "lease journal write failed; withholding ACKs");
+                false
+            }
+            Err(e) => {
+                tracing::error!(bridge, error = %e, "lease journal task failed; withholding ACKs");
+                false
+            }
+        };
+        if !committed {
+            continue;
+        }
+        for p in &group {
+            if let Some(script) = &shared.script {
+                tell_script(script, &bridge, &p.changes, &p.before);
+            }
+            for t in &p.replies {
+                send_logged(&socket, &bridge, t, &mut limiter).await;
+            }
+        }
+    }
+}
+
+async fn send_logged(socket: &UdpSocket, bridge: &str, t: &Transmit, limiter: &mut LogLimiter) {
+    if let Err(e) = send(socket, bridge, t).await {
+        if let Some(held) = limiter.allow("send", Instant::now()) {
+            tracing::warn!(bridge, to = ?t.to, error = %e, suppressed = held, "dhcp send failed");
+        }
+    }
 }
 
 async fn send(socket: &UdpSocket, bridge: &str, t: &Transmit) -> io::Result<usize> {

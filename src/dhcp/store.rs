@@ -24,8 +24,9 @@ use super::lease::{Lease, LeaseChange};
 
 /// Journal file name inside the state directory.
 pub const JOURNAL_FILE: &str = "leases.journal";
-/// The journal is compacted when it holds this many records more than twice the live leases.
-const COMPACT_SLACK: u64 = 4096;
+/// The journal is compacted when it holds this many records more than four times the live
+/// leases (a rewrite costs a pass over every lease and an fsync, so it is kept rare).
+const COMPACT_SLACK: u64 = 65_536;
 
 /// A local fault of the lease store (disk, permissions). Peers never cause these.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +197,7 @@ impl LeaseStore {
     /// Rewrites the journal with only the live leases when it has grown well past them.
     pub fn maybe_compact(&self, now: u64) -> Result<bool, StoreError> {
         let live = self.map.len() as u64;
-        if self.records.load(Ordering::Relaxed) <= 2 * live + COMPACT_SLACK {
+        if self.records.load(Ordering::Relaxed) <= 4 * live + COMPACT_SLACK {
             return Ok(false);
         }
         self.compact(now)?;
