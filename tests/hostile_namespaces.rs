@@ -117,9 +117,11 @@ fn hostile_traffic_is_counted_and_real_clients_are_still_served() {
         "the valid odd packets reach the engine: {stats}"
     );
     assert!(counter(&stats, "drop.rate_limited") >= 250, "{stats}");
+    // The burst takes well under two seconds, so it may straddle one boundary of the per-second
+    // window: at most two seconds' allowance (16 each) is answered.
     assert!(
-        counter(&stats, "offer") <= 16 + 1,
-        "the flood got at most one second's allowance: {stats}"
+        counter(&stats, "offer") <= 32,
+        "the flood got at most two seconds' allowance: {stats}"
     );
     for name in [
         "bad_code",
