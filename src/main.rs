@@ -135,7 +135,9 @@ enum Command {
 
 /// The drop-in programs, by argv[0] or as the first argument.
 fn drop_in() -> Option<i32> {
-    let args: Vec<String> = std::env::args().collect();
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let program = |a: &str| {
         std::path::Path::new(a)
             .file_name()

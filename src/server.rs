@@ -155,6 +155,16 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let table = source.load().context("loading the config")?;
         log_table(&table, "table loaded");
+        if matches!(source, Source::Dnsmasq(_)) {
+            // dnsmasq dies when it cannot listen, and nova must see that exit status: so the
+            // drop-in checks each bridge's port 67 now, before it reports itself ready.
+            for bridge in table.bridges() {
+                crate::dhcp::listener::bind(&bridge, crate::dhcp::listener::SERVER_PORT)
+                    .with_context(|| {
+                        format!("failed to create listening socket on {bridge}, port 67")
+                    })?;
+            }
+        }
         let state = &table.state;
         let (store, report) = if source.serves_dhcp() {
             LeaseStore::open(
@@ -165,10 +175,17 @@ impl Server {
             )
             .context("opening the lease store")?
         } else {
-            // radvd mode keeps no leases: a store in a private temporary directory.
-            let dir = std::env::temp_dir().join(format!("netnode-radvd-{}", std::process::id()));
-            LeaseStore::open(&dir, false, None, unix_now())
-                .context("opening an empty lease store")?
+            // radvd mode keeps no leases: an empty store whose directory is removed at once (it is
+            // never written; nothing is left behind by the restarts nova does).
+            let dir = std::env::temp_dir().join(format!(
+                "netnode-radvd-{}-{}",
+                std::process::id(),
+                unix_now()
+            ));
+            let opened = LeaseStore::open(&dir, false, None, unix_now())
+                .context("opening an empty lease store");
+            let _ = std::fs::remove_dir_all(&dir);
+            opened?
         };
         tracing::info!(dir = %state.dir.display(), records = report.records, active = report.active, torn_bytes = report.torn_bytes, "lease journal replayed");
         let script = match script {
@@ -429,6 +446,9 @@ impl Server {
                 tracing::warn!(bridge, "router advertisement listener did not stop in time");
             }
             ra.add(&h.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        if let Some(script) = &self.script {
+            script.drain(Duration::from_secs(10)).await;
         }
         let stats = match metadata_stats {
             Some(m) => format!("{dhcp} {ra} {m}"),

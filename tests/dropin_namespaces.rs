@@ -227,7 +227,17 @@ fn dnsmasq_as_nova_runs_it_serves_reloads_and_calls_its_script() {
     assert_eq!(third.acquired().unwrap().ip, Some(nova.lab.instance_ip(3)));
     // On HUP the script hears `old` for the leases held.
     nova.wait_script(&format!("old {mac1}"));
-    // dhcp_release, as nova runs it on an instance delete: the script sees del.
+    // An instance delete, in nova's order: the host leaves the hosts file, HUP, then
+    // dhcp_release. The lease ends although its binding is gone: the script sees del.
+    let hosts: Vec<String> = [2, 3].iter().map(|i| host_line(&nova.lab, *i)).collect();
+    fs::write(nova.networks.join("nova-br100.conf"), hosts.join("\n")).unwrap();
+    let reloads = nova.log().matches("table reloaded (SIGHUP)").count();
+    signal(pid, libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nova.log().matches("table reloaded (SIGHUP)").count() <= reloads {
+        assert!(Instant::now() < deadline, "no reload:\n{}", nova.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = nova.release(&nova.bin.join("dhcp_release"), 1);
     assert!(
         out.status.success(),

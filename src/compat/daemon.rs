@@ -40,8 +40,9 @@ impl Readiness {
 /// before any thread is started.
 pub fn daemonize(log: Option<&Path>) -> io::Result<Readiness> {
     let mut fds = [0; 2];
-    // SAFETY: pipe writes two descriptors into the array.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+    // SAFETY: pipe2 writes two descriptors into the array. Close-on-exec: the scripts the
+    // daemon runs must not inherit the write end and hold the parent open.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the descriptors were just created and are owned here, once each.

@@ -365,7 +365,7 @@ fn parse_range(text: &str) -> Result<Option<DhcpRange>, String> {
     let mut tag = None;
     while let Some(first) = fields.first() {
         match first.split_once(':') {
-            Some(("set" | "tag" | "net", t)) if !t.contains('.') => {
+            Some(("set" | "tag" | "net", t)) => {
                 tag = Some(t.to_string());
                 fields.remove(0);
             }
@@ -484,6 +484,12 @@ pub fn to_config(
             server_address: Some(server),
             lease_time: Some(r.lease_time.unwrap_or(LeaseTime::Seconds(3600)).to_string()),
             domain: o.domain.clone(),
+            // netnode serves no DNS yet: hand out the IPv4 upstream servers, so guests resolve.
+            dns_servers: o
+                .servers
+                .iter()
+                .filter_map(|v| v.split(['#', '@']).next()?.trim().parse().ok())
+                .collect(),
             hosts_file: o.hosts_files.first().cloned(),
             opts_file: o.opts_files.first().cloned(),
             options: o.options.clone(),
@@ -718,5 +724,13 @@ mod tests {
         assert_eq!(r.tag.as_deref(), Some("a"));
         assert_eq!(r.netmask, Some(Ipv4Addr::new(255, 255, 0, 0)));
         assert_eq!(parse_range("fd00::,ra-only").unwrap(), None);
+        let r = parse_range("set:net.1,198.18.0.0,static,255.255.255.0")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.tag.as_deref(),
+            Some("net.1"),
+            "a label with a dot is still a label"
+        );
     }
 }

@@ -63,6 +63,8 @@ pub struct ScriptRunner {
     /// Addresses with an `old` run already queued (a HUP storm queues each lease once).
     pending_old: Arc<Mutex<HashSet<Ipv4Addr>>>,
     dropped: Arc<AtomicU64>,
+    /// Events taken from the queue and not yet finished.
+    running: Arc<AtomicU64>,
 }
 
 impl ScriptRunner {
@@ -71,8 +73,11 @@ impl ScriptRunner {
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
         let pending_old: Arc<Mutex<HashSet<Ipv4Addr>>> = Arc::default();
         let pending = pending_old.clone();
+        let running: Arc<AtomicU64> = Arc::default();
+        let busy = running.clone();
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
+                busy.fetch_add(1, Ordering::SeqCst);
                 if ev.action == Action::Old {
                     pending
                         .lock()
@@ -80,12 +85,28 @@ impl ScriptRunner {
                         .remove(&ev.lease.ip);
                 }
                 run_event(&script, domain.as_deref(), &ev).await;
+                busy.fetch_sub(1, Ordering::SeqCst);
             }
         });
         ScriptRunner {
             tx,
             pending_old,
             dropped: Arc::default(),
+            running,
+        }
+    }
+
+    /// Waits (at most `limit`) until every queued event has run: a stop does not lose the
+    /// `del`s and `add`s nova counts on.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.tx.capacity() < self.tx.max_capacity() || self.running.load(Ordering::SeqCst) > 0
+        {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("stopping with dhcp-script events still queued");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -202,24 +223,35 @@ pub fn init(script: &PathBuf) -> Result<Vec<Lease>, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("{}: {e}", script.display()))?;
+    // Read the output while the script runs (a large lease list would fill the pipe and block
+    // it), and kill it if it runs past the limit.
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut text);
+        text
+    });
     let deadline = std::time::Instant::now() + RUN_LIMIT;
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break status,
             Ok(None) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
             }
             _ => {
                 let _ = child.kill();
+                let _ = child.wait();
                 return Err(format!("{} init ran too long", script.display()));
             }
         }
+    };
+    let text = reader
+        .join()
+        .map_err(|_| "reading the script's output failed")?;
+    if !status.success() {
+        return Err(format!("{} init failed ({status})", script.display()));
     }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!("{} init failed ({})", script.display(), out.status));
-    }
-    Ok(parse_leases(&String::from_utf8_lossy(&out.stdout)))
+    Ok(parse_leases(&String::from_utf8_lossy(&text)))
 }
 
 /// Lease lines `<expiry> <mac> <ip> <hostname|*> <client-id|*>` (expiry 0: infinite); lines
@@ -248,6 +280,17 @@ pub fn parse_leases(text: &str) -> Vec<Lease> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_reads_a_large_output_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("s.sh");
+        // ~2 MB of lease lines: far more than a pipe holds.
+        std::fs::write(&script, "#!/bin/sh\ni=0\nwhile [ $i -lt 30000 ]; do echo \"0 fa:16:3e:00:00:01 198.18.0.10 vm-$i *\"; i=$((i+1)); done\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        assert_eq!(init(&script).unwrap().len(), 30000);
+    }
 
     #[test]
     fn reads_novas_init_output() {

@@ -97,6 +97,20 @@ impl Engine {
 
     /// Decides what to do with one received UDP payload at wall-clock time `now` (unix seconds).
     pub fn handle(&mut self, table: &Table, rx: RxMeta<'_>, packet: &[u8], now: u64) -> Decision {
+        self.handle_with_leases(table, rx, packet, now, &NoLeases)
+    }
+
+    /// Like [`Engine::handle`], also consulting the current leases: a RELEASE or DECLINE from
+    /// the holder of a lease ends it even when its binding has left the table (nova removes the
+    /// host from the hosts file and HUPs before it runs dhcp_release).
+    pub fn handle_with_leases(
+        &mut self,
+        table: &Table,
+        rx: RxMeta<'_>,
+        packet: &[u8],
+        now: u64,
+        leases: &dyn LeaseView,
+    ) -> Decision {
         self.stats.received += 1;
         let decision = match wire::parse(packet) {
             Ok(req) if !self.admit(req.chaddr, now) => Decision::Drop(DropReason::RateLimited),
@@ -105,7 +119,7 @@ impl Engine {
                 if req.repeated_options > 0 {
                     self.stats.repeated_options += 1;
                 }
-                decide(table, rx, &req, now)
+                decide(table, rx, &req, now, leases)
             }
             Err(e) => Decision::Drop(DropReason::Malformed(e)),
         };
@@ -134,10 +148,61 @@ impl Engine {
     }
 }
 
-fn decide(table: &Table, rx: RxMeta<'_>, req: &Request<'_>, now: u64) -> Decision {
+/// What the engine may ask of the lease state (the shell's store, or nothing).
+pub trait LeaseView {
+    /// The MAC holding an active lease on `ip`, if any.
+    fn holder(&self, ip: Ipv4Addr) -> Option<MacAddr>;
+}
+
+/// No lease state: bindings alone decide.
+pub struct NoLeases;
+
+impl LeaseView for NoLeases {
+    fn holder(&self, _: Ipv4Addr) -> Option<MacAddr> {
+        None
+    }
+}
+
+/// A RELEASE or DECLINE whose binding is gone: it ends the lease if the sender holds it and the
+/// address belongs to a network on the receiving bridge.
+fn orphan_release(
+    table: &Table,
+    rx: RxMeta<'_>,
+    req: &Request<'_>,
+    leases: &dyn LeaseView,
+) -> Option<Decision> {
+    let (ip, decline) = match req.message_type {
+        MessageType::Release => (req.ciaddr, false),
+        MessageType::Decline => (req.requested_ip?, true),
+        _ => return None,
+    };
+    let on_bridge = table
+        .networks
+        .iter()
+        .any(|n| n.bridge == rx.bridge && n.cidr.contains(ip));
+    if !on_bridge || leases.holder(ip) != Some(req.chaddr) {
+        return None;
+    }
+    let mac = req.chaddr;
+    Some(Decision::Record(if decline {
+        LeaseChange::Decline { mac, ip }
+    } else {
+        LeaseChange::Release { mac, ip }
+    }))
+}
+
+fn decide(
+    table: &Table,
+    rx: RxMeta<'_>,
+    req: &Request<'_>,
+    now: u64,
+    leases: &dyn LeaseView,
+) -> Decision {
     let (network, binding) = match find_binding(table, rx, req) {
         Ok(found) => found,
-        Err(reason) => return Decision::Drop(reason),
+        Err(reason) => {
+            return orphan_release(table, rx, req, leases).unwrap_or(Decision::Drop(reason))
+        }
     };
     if binding.ignore {
         return Decision::Drop(DropReason::IgnoredClient);

@@ -128,7 +128,17 @@ pub async fn run(
         let table = shared.table.load();
         let mut pending = Pending::default();
         for (packet, from) in &packets {
-            match engine.handle(&table, RxMeta { bridge: &bridge }, packet, now) {
+            let holders = super::store::Holders {
+                store: &shared.store,
+                now,
+            };
+            match engine.handle_with_leases(
+                &table,
+                RxMeta { bridge: &bridge },
+                packet,
+                now,
+                &holders,
+            ) {
                 Decision::Reply {
                     transmit,
                     lease: Some(change),
@@ -152,19 +162,9 @@ pub async fn run(
                 Decision::Drop(reason) => log_drop(&mut limiter, &bridge, reason, packet, *from),
             }
         }
-        if !pending.changes.is_empty() {
-            // What each change replaces, for the script's add/old/del.
-            if shared.script.is_some() {
-                pending.before = pending
-                    .changes
-                    .iter()
-                    .map(|c| shared.store.get(c.key()).filter(|l| l.is_active(now)))
-                    .collect();
-            }
-            if commit_tx.send(pending).await.is_err() {
-                tracing::error!(bridge, "the lease writer stopped; stopping the listener");
-                break;
-            }
+        if !pending.changes.is_empty() && commit_tx.send(pending).await.is_err() {
+            tracing::error!(bridge, "the lease writer stopped; stopping the listener");
+            break;
         }
         *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = *engine.stats();
     }
@@ -184,6 +184,37 @@ struct Pending {
     before: Vec<Option<crate::dhcp::Lease>>,
 }
 
+/// For the script's add/old/del: the lease each change replaces, in the order the changes are
+/// made (a later change in the group sees the earlier ones, not the store as it was).
+fn what_each_change_replaces(store: &LeaseStore, group: &mut [Pending]) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut overlay: std::collections::HashMap<Ipv4Addr, Option<crate::dhcp::Lease>> =
+        std::collections::HashMap::new();
+    for p in group.iter_mut() {
+        p.before = p
+            .changes
+            .iter()
+            .map(|c| {
+                let ip = c.key();
+                let prior = match overlay.get(&ip) {
+                    Some(known) => known.clone(),
+                    None => store.get(ip).filter(|l| l.is_active(now)),
+                };
+                let after = match c {
+                    LeaseChange::Grant(l) => Some(l.clone()),
+                    LeaseChange::Release { mac, .. } | LeaseChange::Decline { mac, .. } => {
+                        prior.clone().filter(|l| l.mac != *mac)
+                    }
+                };
+                overlay.insert(ip, after);
+                prior
+            })
+            .collect();
+    }
+}
+
 /// The writer: takes every batch that is queued, makes them durable together, then sends
 /// their ACKs (or withholds them if the journal could not be written).
 async fn write_and_send(
@@ -197,6 +228,9 @@ async fn write_and_send(
         let mut group = vec![first];
         while let Ok(more) = rx.try_recv() {
             group.push(more);
+        }
+        if shared.script.is_some() {
+            what_each_change_replaces(&shared.store, &mut group);
         }
         let changes: Vec<LeaseChange> = group
             .iter()

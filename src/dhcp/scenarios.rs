@@ -522,3 +522,58 @@ fn a_flood_from_one_mac_is_rate_limited_per_second() {
         Decision::Reply { .. }
     ));
 }
+
+struct Held(MacAddr, Ipv4Addr);
+
+impl super::engine::LeaseView for Held {
+    fn holder(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        (ip == self.1).then_some(self.0)
+    }
+}
+
+#[test]
+fn a_release_after_the_binding_left_the_table_still_ends_the_lease() {
+    let mut sim = Sim::new();
+    // nova: the host leaves the hosts file (a reload), then dhcp_release sends the RELEASE.
+    let text = CONFIG.replace(
+        "mac = \"fa:16:3e:00:00:01\"\nip = \"198.18.0.10\"\nhostname = \"web-1\"\n",
+        "mac = \"fa:16:3e:00:00:0a\"\nip = \"198.18.0.40\"\n",
+    );
+    sim.table =
+        build::from_config(&ConfigFile::parse(&text).unwrap(), Path::new("sim.toml")).unwrap();
+    let release = RequestBuilder::new(MessageType::Release, WEB, 1)
+        .ciaddr(WEB_IP)
+        .option(54, &SERVER.octets())
+        .build();
+    let rx = RxMeta { bridge: "br100" };
+    let held = Held(WEB, WEB_IP);
+    assert_eq!(
+        sim.engine
+            .handle_with_leases(&sim.table, rx, &release, sim.now, &held),
+        Decision::Record(LeaseChange::Release {
+            mac: WEB,
+            ip: WEB_IP
+        })
+    );
+    // Not the holder, or no lease, or another bridge: nothing.
+    let other = Held(STRANGER, WEB_IP);
+    assert_eq!(
+        sim.engine
+            .handle_with_leases(&sim.table, rx, &release, sim.now, &other),
+        Decision::Drop(DropReason::UnknownClient)
+    );
+    assert_eq!(
+        sim.engine.handle(&sim.table, rx, &release, sim.now),
+        Decision::Drop(DropReason::UnknownClient)
+    );
+    assert_eq!(
+        sim.engine.handle_with_leases(
+            &sim.table,
+            RxMeta { bridge: "br200" },
+            &release,
+            sim.now,
+            &held
+        ),
+        Decision::Drop(DropReason::UnknownClient)
+    );
+}

@@ -288,6 +288,25 @@ impl LeaseStore {
     }
 }
 
+/// The engine's view of the leases: who holds an address now.
+#[derive(Debug, Clone, Copy)]
+pub struct Holders<'a> {
+    /// The store.
+    pub store: &'a LeaseStore,
+    /// Wall-clock time (unix seconds).
+    pub now: u64,
+}
+
+impl super::engine::LeaseView for Holders<'_> {
+    fn holder(&self, ip: Ipv4Addr) -> Option<crate::table::MacAddr> {
+        self.store
+            .map
+            .get(&ip)
+            .filter(|l| l.is_active(self.now))
+            .map(|l| l.mac)
+    }
+}
+
 fn apply(map: &DashMap<Ipv4Addr, Lease>, change: &LeaseChange) {
     match change {
         LeaseChange::Grant(lease) => {
