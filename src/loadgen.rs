@@ -243,27 +243,12 @@ fn drive(
 
 /// xid, message type (option 53) and yiaddr of a reply, read without a full decode.
 fn reply_fields(p: &[u8]) -> Option<(u32, u8, Ipv4Addr)> {
-    if p.len() < wire::HEADER_LEN || p.first() != Some(&2) {
+    if p.first() != Some(&2) {
         return None;
     }
     let xid = u32::from_be_bytes(p.get(4..8)?.try_into().ok()?);
     let yiaddr = Ipv4Addr::from(<[u8; 4]>::try_from(p.get(16..20)?).ok()?);
-    let mut rest = p.get(wire::HEADER_LEN..)?;
-    while let Some((&code, tail)) = rest.split_first() {
-        match code {
-            0 => rest = tail,
-            255 => return None,
-            _ => {
-                let (&len, tail) = tail.split_first()?;
-                let data = tail.get(..usize::from(len))?;
-                if code == 53 {
-                    return Some((xid, *data.first()?, yiaddr));
-                }
-                rest = tail.get(usize::from(len)..)?;
-            }
-        }
-    }
-    None
+    Some((xid, wire::message_type_of(p)?, yiaddr))
 }
 
 /// The null responder: serves `iface` on port 67 until `stop`, answering DISCOVER with OFFER
@@ -321,23 +306,7 @@ pub fn null_responder(iface: &str, server: Ipv4Addr, stop: Arc<AtomicBool>) -> i
 }
 
 fn request_type(p: &[u8]) -> Option<u8> {
-    if p.len() < wire::HEADER_LEN || p.first() != Some(&1) {
-        return None;
-    }
-    let mut rest = p.get(wire::HEADER_LEN..)?;
-    while let Some((&code, tail)) = rest.split_first() {
-        match code {
-            0 => rest = tail,
-            255 => return None,
-            _ => {
-                let (&len, tail) = tail.split_first()?;
-                let data = tail.get(..usize::from(len))?;
-                if code == 53 {
-                    return data.first().copied();
-                }
-                rest = tail.get(usize::from(len)..)?;
-            }
-        }
-    }
-    None
+    (p.first() == Some(&1))
+        .then(|| wire::message_type_of(p))
+        .flatten()
 }

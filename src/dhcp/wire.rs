@@ -184,6 +184,22 @@ fn take<'a>(
     }
 }
 
+/// The message type (option 53) of any DHCP packet, request or reply, without a full parse
+/// (the load generator and the null responder read only this).
+pub fn message_type_of(packet: &[u8]) -> Option<u8> {
+    if packet.get(236..240) != Some(&MAGIC[..]) {
+        return None;
+    }
+    let mut found = None;
+    walk(packet.get(OPTIONS_START..)?, |code, data| {
+        if code == 53 && found.is_none() {
+            found = data.first().copied();
+        }
+    })
+    .ok()?;
+    found
+}
+
 /// Walks a TLV option area, stopping at End; a length running past the area is an error.
 fn walk<'a>(area: &'a [u8], mut visit: impl FnMut(u8, &'a [u8])) -> Result<(), WireError> {
     let mut rest = area;
@@ -397,6 +413,18 @@ mod tests {
             .opts()
             .get(dhcproto::v4::OptionCode::RequestedIpAddress)
             .is_none());
+    }
+
+    #[test]
+    fn message_type_of_reads_only_option_53() {
+        let p = RequestBuilder::new(MessageType::Request, mac(), 1)
+            .option(12, b"x")
+            .build();
+        assert_eq!(message_type_of(&p), Some(3));
+        assert_eq!(message_type_of(&p[..239]), None);
+        let mut bad = p.clone();
+        bad[236] = 0;
+        assert_eq!(message_type_of(&bad), None);
     }
 
     #[test]
