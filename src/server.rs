@@ -237,7 +237,8 @@ impl Server {
         let source = self.source.clone();
         let result = tokio::task::spawn_blocking(move || {
             source.load().map(|table| {
-                let tree = Tree::build(&table);
+                // Rendered only where a metadata service will serve it.
+                let tree = table.metadata.is_some().then(|| Tree::build(&table));
                 (table, tree)
             })
         })
@@ -253,7 +254,7 @@ impl Server {
                                 );
                             }
                             m.shared.settings.store(Arc::new(settings.clone()));
-                            m.shared.tree.store(Arc::new(tree));
+                            m.shared.tree.store(Arc::new(tree.unwrap_or_default()));
                         }
                         None => {
                             // Stop answering for instances that may be gone (a new instance may

@@ -90,8 +90,7 @@ impl Tree {
         let settings = match &table.metadata {
             Some(s) => s,
             None => {
-                default_settings = crate::table::instance::settings(&Default::default())
-                    .unwrap_or_else(|_| unreachable_settings());
+                default_settings = MetadataSettings::default();
                 &default_settings
             }
         };
@@ -128,17 +127,6 @@ impl Tree {
     /// Whether there is no instance.
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
-    }
-}
-
-fn unreachable_settings() -> MetadataSettings {
-    MetadataSettings {
-        listen: ([0, 0, 0, 0], 8775).into(),
-        vendordata: None,
-        trusted_proxies: Vec::new(),
-        proxy_shared_secret: None,
-        forwarded_header: Default::default(),
-        dhcp_domain: "novalocal".into(),
     }
 }
 

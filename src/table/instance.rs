@@ -79,6 +79,20 @@ pub struct MetadataSettings {
 /// nova's default metadata listen address and port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8775";
 
+impl Default for MetadataSettings {
+    /// nova's defaults: what an empty `[metadata]` table gives.
+    fn default() -> Self {
+        MetadataSettings {
+            listen: ([0, 0, 0, 0], 8775).into(),
+            vendordata: None,
+            trusted_proxies: Vec::new(),
+            proxy_shared_secret: None,
+            forwarded_header: Default::default(),
+            dhcp_domain: "novalocal".into(),
+        }
+    }
+}
+
 /// Validates `[metadata]`; the error names the key.
 pub fn settings(c: &MetadataConfig) -> Result<MetadataSettings, String> {
     let listen_text = c.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
@@ -251,7 +265,12 @@ mod tests {
     #[test]
     fn settings_validate() {
         let s = settings(&MetadataConfig::default()).unwrap();
-        assert_eq!(s.listen, "0.0.0.0:8775".parse().unwrap());
+        assert_eq!(
+            s,
+            MetadataSettings::default(),
+            "an empty [metadata] is nova's defaults"
+        );
+        assert_eq!(s.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(s.dhcp_domain, "novalocal");
         let bad = MetadataConfig {
             listen: Some("nowhere".into()),
