@@ -253,15 +253,23 @@ fn reply_fields(p: &[u8]) -> Option<(u32, u8, Ipv4Addr)> {
 
 /// The null responder: serves `iface` on port 67 until `stop`, answering DISCOVER with OFFER
 /// and REQUEST with ACK of a fixed address, to the relay (or broadcast), with no logic.
+///
+/// Its replies carry the same options as netnode's answer to a nova instance (mask, router,
+/// hostname, domain, broadcast, lease, renewal and rebinding times, server id), canned once:
+/// a load tool parses every option it is given, so a reply with fewer options would measure a
+/// lighter load than the one the real servers carry.
 pub fn null_responder(iface: &str, server: Ipv4Addr, stop: Arc<AtomicBool>) -> io::Result<()> {
     let socket: UdpSocket = crate::dhcp::listener::bind(iface, 67)?;
     socket.set_nonblocking(false)?;
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut buf = [0u8; 1500];
     let offer_ip = Ipv4Addr::from(u32::from(server) + 100);
+    let offer = canned_options(server, 2);
+    let ack = canned_options(server, 5);
+    let mut out = Vec::with_capacity(wire::HEADER_LEN + offer.len().max(ack.len()));
     while !stop.load(Ordering::Relaxed) {
-        let (n, from) = match socket.recv_from(&mut buf) {
-            Ok(r) => r,
+        let n = match socket.recv_from(&mut buf) {
+            Ok((n, _)) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -273,8 +281,10 @@ pub fn null_responder(iface: &str, server: Ipv4Addr, stop: Arc<AtomicBool>) -> i
             Err(e) => return Err(e),
         };
         let Some(req) = buf.get(..n) else { continue };
-        let Some(kind) = request_type(req) else {
-            continue;
+        let options = match request_type(req) {
+            Some(1) => &offer,
+            Some(3) => &ack,
+            _ => continue,
         };
         let (Some(head), Some(giaddr)) = (
             req.get(..wire::HEADER_LEN),
@@ -282,27 +292,50 @@ pub fn null_responder(iface: &str, server: Ipv4Addr, stop: Arc<AtomicBool>) -> i
         ) else {
             continue;
         };
-        let reply_type = match kind {
-            1 => 2u8,
-            3 => 5u8,
-            _ => continue,
-        };
-        let mut out = [0u8; 300];
-        out[..wire::HEADER_LEN].copy_from_slice(head);
-        out[0] = 2;
-        out[16..20].copy_from_slice(&offer_ip.octets());
-        out[240..250].copy_from_slice(&[53, 1, reply_type, 54, 4, 0, 0, 0, 0, 255]);
-        out[245..249].copy_from_slice(&server.octets());
+        out.clear();
+        out.extend_from_slice(head);
+        out.extend_from_slice(options);
+        if let Some(op) = out.first_mut() {
+            *op = 2;
+        }
+        if let Some(yiaddr) = out.get_mut(16..20) {
+            yiaddr.copy_from_slice(&offer_ip.octets());
+        }
         let giaddr = Ipv4Addr::from(giaddr);
         let to = if giaddr.is_unspecified() {
             SocketAddr::from((Ipv4Addr::BROADCAST, 68))
         } else {
             SocketAddr::from((giaddr, 67))
         };
-        let _ = from;
         socket.send_to(&out, to)?;
     }
     Ok(())
+}
+
+/// The options of the null responder's reply of type `kind` (2 OFFER, 5 ACK), after the magic
+/// cookie, to the end option, padded to a 300-byte message as netnode pads its own.
+fn canned_options(server: Ipv4Addr, kind: u8) -> Vec<u8> {
+    let s = server.octets();
+    let mut o = Vec::new();
+    for (code, value) in [
+        (1u8, &[255, 255, 255, 0][..]),
+        (3, &s[..]),
+        (12, b"vm-null"),
+        (15, b"novalocal"),
+        (28, &[s[0], s[1], s[2], 255]),
+        (51, &86_400u32.to_be_bytes()),
+        (53, &[kind]),
+        (54, &s[..]),
+        (58, &43_200u32.to_be_bytes()),
+        (59, &75_600u32.to_be_bytes()),
+    ] {
+        o.push(code);
+        o.push(value.len() as u8);
+        o.extend_from_slice(value);
+    }
+    o.push(255);
+    o.resize(o.len().max(300 - wire::HEADER_LEN), 0);
+    o
 }
 
 fn request_type(p: &[u8]) -> Option<u8> {

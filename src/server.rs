@@ -496,13 +496,12 @@ fn start_metadata(table: &Table, settings: MetadataSettings) -> anyhow::Result<M
     })
 }
 
-/// Binds the bridge's socket (waiting for the bridge to exist) and serves it.
+/// Binds the bridge's socket (waiting for the bridge to exist) and serves it on a thread of
+/// its own (see [`listener::run`]); finishes when that thread has stopped.
 async fn serve_bridge(bridge: String, shared: Shared, mut stop: watch::Receiver<bool>) {
     let mut warned = false;
     let socket = loop {
-        match listener::bind(&bridge, listener::SERVER_PORT)
-            .and_then(tokio::net::UdpSocket::from_std)
-        {
+        match listener::bind(&bridge, listener::SERVER_PORT) {
             Ok(s) => break s,
             Err(e) => {
                 if !warned {
@@ -516,8 +515,36 @@ async fn serve_bridge(bridge: String, shared: Shared, mut stop: watch::Receiver<
             }
         }
     };
+    // Kept to wake the thread at once when told to stop (see below).
+    let waker = socket.try_clone().map(socket2::Socket::from);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let thread = {
+        let (bridge, stop) = (bridge.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("dhcp-{bridge}"))
+            .spawn(move || {
+                if let Err(e) = listener::run(bridge.clone(), socket, shared, stop) {
+                    tracing::error!(bridge, error = %e, "dhcp listener failed");
+                }
+                let _ = done_tx.send(());
+            })
+    };
+    if let Err(e) = thread {
+        tracing::error!(bridge, error = %e, "cannot start the dhcp listener thread");
+        return;
+    }
     tracing::info!(bridge, port = listener::SERVER_PORT, "dhcp listening");
-    listener::run(bridge, socket, shared, stop).await;
+    tokio::pin!(done_rx);
+    tokio::select! {
+        _ = &mut done_rx => return,
+        _ = stop.changed() => {}
+    }
+    // Shutting the receive side wakes a thread blocked in recvmmsg (Linux does this even for an
+    // unconnected UDP socket, though it reports ENOTCONN); its receive timeout is the fallback.
+    if let Ok(w) = &waker {
+        let _ = w.shutdown(std::net::Shutdown::Read);
+    }
+    let _ = done_rx.await;
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.

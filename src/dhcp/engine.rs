@@ -95,6 +95,12 @@ impl Engine {
         &self.stats
     }
 
+    /// Counts a datagram the shell dropped before the engine saw it (one cut short by the
+    /// receive buffer), so that every drop shows in the same counters.
+    pub fn count_shell_drop(&mut self, reason: DropReason) {
+        self.stats.count_drop(reason);
+    }
+
     /// Decides what to do with one received UDP payload at wall-clock time `now` (unix seconds).
     pub fn handle(&mut self, table: &Table, rx: RxMeta<'_>, packet: &[u8], now: u64) -> Decision {
         self.handle_with_leases(table, rx, packet, now, &NoLeases)

@@ -1,8 +1,10 @@
 //! The DHCP listener of one bridge: the thin IO shell around [`Engine`].
 //!
-//! Each wakeup: drain up to [`BATCH`] datagrams, read the clock once, ask the engine about
-//! each, make the batch's lease changes durable with one journal write and one fdatasync,
-//! then send the replies. An ACK whose lease could not be made durable is not sent.
+//! Each wakeup: take up to [`BATCH`] datagrams in one system call, read the clock once, ask the
+//! engine about each, send the replies that change no lease, and hand the lease changes to the
+//! writer, which makes them durable (one journal write and one fdatasync for everything queued)
+//! before it sends the ACKs that announce them. An ACK whose lease could not be made durable is
+//! not sent.
 
 #![allow(clippy::disallowed_methods)] // IO shell: reads the clock
 
@@ -13,10 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::arp;
+use super::batch::{RecvBatch, SendBatch};
 use super::engine::{Decision, Destination, Engine, RxMeta, Transmit};
 use super::lease::LeaseChange;
 use super::stats::{DropReason, Stats};
@@ -76,69 +78,72 @@ pub struct Shared {
     pub script: Option<crate::compat::script::ScriptRunner>,
 }
 
-/// Serves one bridge until `shutdown` turns true.
-pub async fn run(
+/// How long a blocked receive waits before it looks at the stop signal again (a stop also
+/// shuts the socket's receive side, which wakes it at once; this is the fallback).
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+/// Serves one bridge until `shutdown` turns true, on the calling thread (a thread of its own:
+/// it blocks in the kernel between batches).
+///
+/// Two threads per bridge, and no more, because every wakeup of another thread costs about as
+/// much as handling a packet: this one receives a batch in one `recvmmsg`, asks the engine about
+/// each datagram and sends the replies that need no durability (OFFER, NAK, ACK to INFORM) in
+/// one `sendmmsg`; the lease writer (see [`write_and_send`]) makes lease changes durable and then
+/// sends the ACKs that announce them.
+pub fn run(
     bridge: String,
-    socket: UdpSocket,
+    socket: std::net::UdpSocket,
     shared: Shared,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let socket = Arc::new(socket);
-    // Group commit: lease changes and the ACKs that announce them go to a writer task, which
-    // makes everything queued durable with one write and one fdatasync, then sends those ACKs.
-    // The receive loop never waits for the disk, so under load one fsync covers many batches.
-    let (commit_tx, commit_rx) = tokio::sync::mpsc::channel::<Pending>(COMMIT_QUEUE);
-    let writer = tokio::spawn(write_and_send(
-        bridge.clone(),
-        socket.clone(),
-        shared.clone(),
-        commit_rx,
-    ));
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(STOP_POLL))?;
+    // Group commit: lease changes and the ACKs that announce them go to the writer, which makes
+    // everything queued durable with one write and one fdatasync, then sends those ACKs. The
+    // receive loop never waits for the disk, so under load one fsync covers many batches.
+    let (commit_tx, commit_rx) = std::sync::mpsc::sync_channel::<Pending>(COMMIT_QUEUE);
+    let writer = {
+        let (bridge, socket, shared) = (bridge.clone(), socket.try_clone()?, shared.clone());
+        std::thread::Builder::new()
+            .name(format!("dhcp-w-{bridge}"))
+            .spawn(move || write_and_send(&bridge, &socket, &shared, &commit_rx))?
+    };
     let mut engine = Engine::new();
     let mut limiter = LogLimiter::new(Duration::from_secs(1));
-    let mut buf = vec![0u8; 65_536];
-    let mut packets: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            ready = socket.readable() => {
-                if let Err(e) = ready {
-                    tracing::error!(bridge, error = %e, "dhcp socket failed");
-                    break;
+    let mut batch = RecvBatch::new(BATCH);
+    let mut sender = SendBatch::new(BATCH);
+    let mut immediate: Vec<Transmit> = Vec::with_capacity(BATCH);
+    // A dropped sender means the server is gone: stop as well.
+    while !*shutdown.borrow() && shutdown.has_changed().is_ok() {
+        match batch.recv(&socket) {
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => {
+                if let Some(held) = limiter.allow("recv", Instant::now()) {
+                    tracing::warn!(bridge, error = %e, suppressed = held, "dhcp receive failed");
                 }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
-        }
-        packets.clear();
-        while packets.len() < BATCH {
-            match socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => packets.push((buf.get(..n).unwrap_or(&[]).to_vec(), from)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    tracing::warn!(bridge, error = %e, "dhcp receive failed");
-                    break;
-                }
-            }
-        }
-        if packets.is_empty() {
-            continue;
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let table = shared.table.load();
+        let holders = super::store::Holders {
+            store: &shared.store,
+            now,
+        };
         let mut pending = Pending::default();
-        for (packet, from) in &packets {
-            let holders = super::store::Holders {
-                store: &shared.store,
-                now,
-            };
-            match engine.handle_with_leases(
-                &table,
-                RxMeta { bridge: &bridge },
-                packet,
-                now,
-                &holders,
-            ) {
+        for (packet, rx) in batch.iter() {
+            let from = SocketAddr::V4(rx.from);
+            if rx.truncated {
+                engine.count_shell_drop(DropReason::Oversized);
+                log_drop(&mut limiter, &bridge, DropReason::Oversized, packet, from);
+                continue;
+            }
+            let rx_meta = RxMeta { bridge: &bridge };
+            match engine.handle_with_leases(&table, rx_meta, packet, now, &holders) {
                 Decision::Reply {
                     transmit,
                     lease: Some(change),
@@ -147,30 +152,38 @@ pub async fn run(
                     pending.changes.push(change);
                     pending.replies.push(transmit);
                 }
+                // OFFER, NAK, ACK to INFORM: nothing to make durable.
                 Decision::Reply {
                     transmit,
                     lease: None,
                     ..
-                } => {
-                    // OFFER, NAK, ACK to INFORM: nothing to make durable.
-                    send_logged(&socket, &bridge, &transmit, &mut limiter).await;
-                }
+                } => immediate.push(transmit),
                 Decision::Record(change) => {
                     log_change(&bridge, &change);
                     pending.changes.push(change);
                 }
-                Decision::Drop(reason) => log_drop(&mut limiter, &bridge, reason, packet, *from),
+                Decision::Drop(reason) => log_drop(&mut limiter, &bridge, reason, packet, from),
             }
         }
-        if !pending.changes.is_empty() && commit_tx.send(pending).await.is_err() {
+        send_all(&mut sender, &socket, &bridge, &immediate, &mut limiter);
+        immediate.clear();
+        if !pending.changes.is_empty() && commit_tx.send(pending).is_err() {
             tracing::error!(bridge, "the lease writer stopped; stopping the listener");
             break;
         }
         *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = *engine.stats();
     }
     drop(commit_tx);
-    let _ = writer.await;
+    let _ = writer.join();
     *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = *engine.stats();
+    Ok(())
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// Batches waiting for the writer; bounds memory and pushes back on the receive loop.
@@ -215,63 +228,81 @@ fn what_each_change_replaces(store: &LeaseStore, group: &mut [Pending]) {
     }
 }
 
-/// The writer: takes every batch that is queued, makes them durable together, then sends
-/// their ACKs (or withholds them if the journal could not be written).
-async fn write_and_send(
-    bridge: String,
-    socket: Arc<UdpSocket>,
-    shared: Shared,
-    mut rx: tokio::sync::mpsc::Receiver<Pending>,
+/// The lease writer of one bridge (a thread): takes every batch that is queued, makes them
+/// durable together, then sends their ACKs (or withholds them if the journal could not be
+/// written). Ends when the listener drops its end of the queue.
+fn write_and_send(
+    bridge: &str,
+    socket: &std::net::UdpSocket,
+    shared: &Shared,
+    rx: &std::sync::mpsc::Receiver<Pending>,
 ) {
     let mut limiter = LogLimiter::new(Duration::from_secs(1));
-    while let Some(first) = rx.recv().await {
+    let mut sender = SendBatch::new(BATCH);
+    let mut changes: Vec<LeaseChange> = Vec::new();
+    let mut acks: Vec<Transmit> = Vec::new();
+    while let Ok(first) = rx.recv() {
         let mut group = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            group.push(more);
-        }
+        group.extend(rx.try_iter());
         if shared.script.is_some() {
             what_each_change_replaces(&shared.store, &mut group);
         }
-        let changes: Vec<LeaseChange> = group
-            .iter()
-            .flat_map(|p| p.changes.iter().cloned())
-            .collect();
-        let store = shared.store.clone();
-        let committed = match tokio::task::spawn_blocking(move || store.commit(&changes)).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::error!(bridge, error = %e, "lease journal write failed; withholding ACKs");
-                false
-            }
-            Err(e) => {
-                tracing::error!(bridge, error = %e, "lease journal task failed; withholding ACKs");
-                false
-            }
-        };
-        if !committed {
+        changes.clear();
+        acks.clear();
+        for p in &mut group {
+            changes.extend(p.changes.iter().cloned());
+            acks.append(&mut p.replies);
+        }
+        if let Err(e) = shared.store.commit(&changes) {
+            tracing::error!(bridge, error = %e, "lease journal write failed; withholding ACKs");
             continue;
         }
-        for p in &group {
-            if let Some(script) = &shared.script {
-                tell_script(script, &bridge, &p.changes, &p.before);
+        if let Some(script) = &shared.script {
+            for p in &group {
+                tell_script(script, bridge, &p.changes, &p.before);
             }
-            for t in &p.replies {
-                send_logged(&socket, &bridge, t, &mut limiter).await;
+        }
+        send_all(&mut sender, socket, bridge, &acks, &mut limiter);
+    }
+}
+
+/// Sends replies in batches; a failure is logged (rate-limited) and the rest still go.
+fn send_all(
+    sender: &mut SendBatch,
+    socket: &std::net::UdpSocket,
+    bridge: &str,
+    replies: &[Transmit],
+    limiter: &mut LogLimiter,
+) {
+    let mut datagrams = Vec::with_capacity(replies.len());
+    for t in replies {
+        match destination(socket, bridge, t) {
+            Ok(to) => datagrams.push((to, t.payload.as_slice())),
+            Err(e) => send_failed(limiter, bridge, t, &e),
+        }
+    }
+    for (i, e) in sender.send(socket, &datagrams) {
+        if let Some((to, _)) = datagrams.get(i) {
+            if let Some(held) = limiter.allow("send", Instant::now()) {
+                tracing::warn!(bridge, %to, error = %e, suppressed = held, "dhcp send failed");
             }
         }
     }
 }
 
-async fn send_logged(socket: &UdpSocket, bridge: &str, t: &Transmit, limiter: &mut LogLimiter) {
-    if let Err(e) = send(socket, bridge, t).await {
-        if let Some(held) = limiter.allow("send", Instant::now()) {
-            tracing::warn!(bridge, to = ?t.to, error = %e, suppressed = held, "dhcp send failed");
-        }
+fn send_failed(limiter: &mut LogLimiter, bridge: &str, t: &Transmit, e: &io::Error) {
+    if let Some(held) = limiter.allow("send", Instant::now()) {
+        tracing::warn!(bridge, to = ?t.to, error = %e, suppressed = held, "dhcp send failed");
     }
 }
 
-async fn send(socket: &UdpSocket, bridge: &str, t: &Transmit) -> io::Result<usize> {
-    let to = match t.to {
+/// Where a reply goes; for a client with no address yet, writes its neighbour entry first.
+fn destination(
+    socket: &std::net::UdpSocket,
+    bridge: &str,
+    t: &Transmit,
+) -> io::Result<SocketAddrV4> {
+    Ok(match t.to {
         Destination::Relay(giaddr) => SocketAddrV4::new(giaddr, SERVER_PORT),
         Destination::Client(ciaddr) => SocketAddrV4::new(ciaddr, CLIENT_PORT),
         Destination::Hardware { ip, mac } => {
@@ -279,8 +310,7 @@ async fn send(socket: &UdpSocket, bridge: &str, t: &Transmit) -> io::Result<usiz
             SocketAddrV4::new(ip, CLIENT_PORT)
         }
         Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
-    };
-    socket.send_to(&t.payload, to).await
+    })
 }
 
 fn tell_script(
@@ -344,6 +374,9 @@ fn log_drop(
         }
         DropReason::UnknownClient => {
             tracing::info!(bridge, %from, mac, suppressed = held, "no binding for client; not answering (static mode)")
+        }
+        DropReason::Oversized => {
+            tracing::warn!(bridge, %from, max = super::batch::SLOT, suppressed = held, "dropped a dhcp datagram longer than the receive slot")
         }
         DropReason::RateLimited => {
             tracing::warn!(bridge, %from, mac, suppressed = held, "client over its request rate; dropping")

@@ -1,6 +1,7 @@
 //! DHCPv4: the wire view, the pure engine, reply encoding, leases and the listener shell.
 
 pub mod arp;
+pub mod batch;
 pub mod client;
 pub mod engine;
 pub mod journal;

@@ -30,6 +30,8 @@ pub enum DropReason {
     EncodeFailed,
     /// The client sent more than its share of requests this second.
     RateLimited,
+    /// The datagram was longer than the listener's receive slot and arrived cut short.
+    Oversized,
 }
 
 impl DropReason {
@@ -52,6 +54,7 @@ impl DropReason {
             DropReason::UnexpectedMessageType => "unexpected_message_type",
             DropReason::EncodeFailed => "encode_failed",
             DropReason::RateLimited => "rate_limited",
+            DropReason::Oversized => "oversized",
         }
     }
 
@@ -72,6 +75,7 @@ impl DropReason {
         DropReason::UnexpectedMessageType,
         DropReason::EncodeFailed,
         DropReason::RateLimited,
+        DropReason::Oversized,
     ];
 
     fn index(self) -> usize {
@@ -84,7 +88,7 @@ impl DropReason {
 }
 
 /// How many drop reasons there are.
-pub const DROP_REASONS: usize = 16;
+pub const DROP_REASONS: usize = 17;
 
 /// Counters of one engine. `Default + Copy`, added together for reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
