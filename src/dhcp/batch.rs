@@ -177,7 +177,7 @@ mod tests {
         let mut seen = Vec::new();
         while seen.len() < 100 {
             let n = rx.recv(&b).unwrap();
-            assert!(n >= 1 && n <= 64);
+            assert!((1..=64).contains(&n));
             for (bytes, r) in rx.iter() {
                 assert_eq!(r.from, v4(&a));
                 assert!(!r.truncated);
