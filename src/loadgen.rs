@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use dhcproto::v4::MessageType;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::dhcp::batch::{RecvBatch, SendBatch};
 use crate::dhcp::wire::{self, RequestBuilder};
 use crate::table::MacAddr;
 
@@ -141,6 +142,9 @@ struct Flight {
     requested: bool,
 }
 
+/// One thread's loop: send what is due (new DISCOVERs up to the window and the rate, and the
+/// REQUESTs that answer OFFERs) in one `sendmmsg`, then take the replies that are there in one
+/// `recvmmsg`, waiting (up to a millisecond) only when there was nothing to send.
 fn drive(
     cfg: &LoadConfig,
     socket: UdpSocket,
@@ -149,7 +153,7 @@ fn drive(
     thread: u32,
     threads: u32,
 ) -> io::Result<(LoadReport, Vec<u64>)> {
-    let server = SocketAddr::from((cfg.server, 67));
+    let server = SocketAddrV4::new(cfg.server, 67);
     let mut report = LoadReport::default();
     let mut latencies = Vec::with_capacity(1 << 16);
     let mut flights: HashMap<u32, Flight> = HashMap::with_capacity(cfg.window * 2);
@@ -158,7 +162,9 @@ fn drive(
     let start = Instant::now();
     let end = start + cfg.duration;
     let per_thread_rate = f64::from(cfg.rate) / f64::from(threads);
-    let mut buf = [0u8; 1500];
+    let mut rx = RecvBatch::new(BATCH);
+    let mut tx = SendBatch::new(BATCH);
+    let mut due: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
     let mut last_sweep = start;
     while Instant::now() < end {
         // Start exchanges up to the window and the rate.
@@ -167,16 +173,19 @@ fn drive(
         } else {
             (start.elapsed().as_secs_f64() * per_thread_rate) as u64
         };
-        while flights.len() < cfg.window && report.started < allowed {
-            let mac = macs[next_mac % macs.len()];
+        while flights.len() < cfg.window && report.started < allowed && due.len() < BATCH {
+            let Some(&mac) = macs.get(next_mac % macs.len()) else {
+                break;
+            };
             next_mac += 1;
             let xid = next_xid;
             next_xid = next_xid.wrapping_add(1);
-            let p = RequestBuilder::new(MessageType::Discover, mac, xid)
-                .relayed_by(relay)
-                .option(55, &[1, 3, 6, 12, 15, 28, 51, 54])
-                .build();
-            socket.send_to(&p, server)?;
+            due.push(
+                RequestBuilder::new(MessageType::Discover, mac, xid)
+                    .relayed_by(relay)
+                    .option(55, &[1, 3, 6, 12, 15, 28, 51, 54])
+                    .build(),
+            );
             flights.insert(
                 xid,
                 Flight {
@@ -187,21 +196,32 @@ fn drive(
             );
             report.started += 1;
         }
-        // Take every reply that is there.
-        loop {
-            let n = match socket.recv_from(&mut buf) {
-                Ok((n, _)) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break
-                }
-                Err(e) => return Err(e),
-            };
-            let Some((xid, kind, yiaddr)) = reply_fields(buf.get(..n).unwrap_or(&[])) else {
+        let sent_any = !due.is_empty();
+        let datagrams: Vec<(SocketAddrV4, &[u8])> =
+            due.iter().map(|p| (server, p.as_slice())).collect();
+        if let Some((_, e)) = tx.send(&socket, &datagrams).into_iter().next() {
+            return Err(e);
+        }
+        due.clear();
+        // Take the replies that are there; wait for one only when there was nothing to send.
+        let got = if sent_any {
+            rx.recv_queued(&socket)
+        } else {
+            rx.recv(&socket)
+        };
+        match got {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        for (reply, _) in rx.iter() {
+            let Some((xid, kind, yiaddr)) = reply_fields(reply) else {
                 continue;
             };
             let Some(f) = flights.get_mut(&xid) else {
@@ -210,12 +230,13 @@ fn drive(
             match kind {
                 2 if !f.requested => {
                     f.requested = true;
-                    let p = RequestBuilder::new(MessageType::Request, f.mac, xid)
-                        .relayed_by(relay)
-                        .option(50, &yiaddr.octets())
-                        .option(54, &cfg.server.octets())
-                        .build();
-                    socket.send_to(&p, server)?;
+                    due.push(
+                        RequestBuilder::new(MessageType::Request, f.mac, xid)
+                            .relayed_by(relay)
+                            .option(50, &yiaddr.octets())
+                            .option(54, &cfg.server.octets())
+                            .build(),
+                    );
                 }
                 5 if f.requested => {
                     latencies.push(f.started.elapsed().as_micros() as u64);
@@ -240,6 +261,9 @@ fn drive(
         .count() as u64;
     Ok((report, latencies))
 }
+
+/// Datagrams per system call in the load generator.
+const BATCH: usize = 64;
 
 /// xid, message type (option 53) and yiaddr of a reply, read without a full decode.
 fn reply_fields(p: &[u8]) -> Option<(u32, u8, Ipv4Addr)> {

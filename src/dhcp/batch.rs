@@ -49,6 +49,15 @@ impl RecvBatch {
     /// Waits for a datagram (at most the socket's receive timeout, which yields
     /// `WouldBlock`), then takes every queued one up to the batch size, in one system call.
     pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.recv_with(socket, MsgFlags::MSG_WAITFORONE)
+    }
+
+    /// Takes the queued datagrams up to the batch size without waiting (`WouldBlock` if none).
+    pub fn recv_queued(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.recv_with(socket, MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn recv_with(&mut self, socket: &impl AsRawFd, flags: MsgFlags) -> io::Result<usize> {
         self.got.clear();
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
             .buf
@@ -59,7 +68,7 @@ impl RecvBatch {
             socket.as_raw_fd(),
             &mut self.headers,
             slices.iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
+            flags,
             None,
         )
         .map_err(io::Error::from)?;

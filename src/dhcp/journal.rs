@@ -5,6 +5,11 @@
 //! `kind u8 | mac [6] | ip [4] | expires u64 LE (u64::MAX = infinite) | hostname (u8 len + bytes) |
 //! client id (u8 len + bytes)`. Replay stops at the first record that is short or fails its
 //! checksum: that is where a crash tore the last write, and everything before it is intact.
+//!
+//! The file may end in zeros: the store extends it ahead of the records (see
+//! [`super::store`]) so that a commit's fdatasync writes data blocks only, not the inode. A
+//! zero record header (length 0, checksum 0) is not a record, so replay stops there, and zeros
+//! after the last record are free space, not a torn write.
 
 use std::net::Ipv4Addr;
 
@@ -60,6 +65,9 @@ pub struct Replay {
     pub valid_len: usize,
     /// Whether the header was missing or wrong (the file is not a journal, or empty).
     pub bad_header: bool,
+    /// Bytes after `valid_len` up to the last non-zero byte: what a crash tore (or damage).
+    /// Zeros after that are preallocated space.
+    pub torn_len: usize,
 }
 
 /// Replays journal bytes. Never fails: what cannot be read ends the replay.
@@ -75,6 +83,10 @@ pub fn replay(bytes: &[u8]) -> Replay {
         out.changes.push(change);
         out.valid_len = at;
     }
+    out.torn_len = bytes
+        .get(out.valid_len..)
+        .and_then(|tail| tail.iter().rposition(|&b| b != 0))
+        .map_or(0, |last| last + 1);
     out
 }
 
@@ -189,6 +201,20 @@ mod tests {
             assert_eq!(r.changes[..], changes[..whole]);
             assert_eq!(r.valid_len, ends[whole]);
         }
+    }
+
+    #[test]
+    fn zeros_after_the_records_are_free_space_and_a_torn_record_before_them_is_torn() {
+        let mut bytes = journal(&[grant(1), grant(2)]);
+        let good = bytes.len();
+        bytes.resize(good + 4096, 0);
+        let r = replay(&bytes);
+        assert_eq!((r.changes.len(), r.valid_len, r.torn_len), (2, good, 0));
+        let mut partial = Vec::new();
+        encode(&grant(3), &mut partial);
+        bytes[good..good + 10].copy_from_slice(&partial[..10]);
+        let r = replay(&bytes);
+        assert_eq!((r.changes.len(), r.valid_len, r.torn_len), (2, good, 10));
     }
 
     #[test]

@@ -152,4 +152,35 @@ proptest! {
         prop_assert_eq!(replay.changes, changes.iter().map(normalise).collect::<Vec<_>>());
         prop_assert_eq!(replay.valid_len, bytes.len());
     }
+
+    /// The allocation-free reply encoder writes exactly what dhcproto's owned `Message` writes.
+    #[test]
+    fn the_reply_encoder_matches_dhcproto_byte_for_byte(
+        kind in prop_oneof![Just(MessageType::Offer), Just(MessageType::Ack), Just(MessageType::Nak)],
+        request_kind in prop_oneof![Just(MessageType::Discover), Just(MessageType::Request), Just(MessageType::Inform)],
+        mac in any::<[u8; 6]>(), xid in any::<u32>(), broadcast in any::<bool>(),
+        giaddr in proptest::option::of(addr()), ciaddr in proptest::option::of(addr()),
+        prl in proptest::option::of(proptest::collection::vec(1u8..255, 0..40)),
+        max_size in proptest::option::of(any::<u16>()),
+        relay in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..255)),
+        yiaddr in addr(), server in addr(),
+        lease in proptest::option::of(prop_oneof![any::<u32>(), Just(u32::MAX)]),
+        options in proptest::collection::vec((1u8..255, proptest::collection::vec(any::<u8>(), 0..600)), 0..30),
+        message in proptest::option::of("[ -~]{0,80}"),
+    ) {
+        let mut b = RequestBuilder::new(request_kind, MacAddr(mac), xid);
+        if broadcast { b = b.broadcast(); }
+        if let Some(g) = giaddr { b = b.relayed_by(g); }
+        if let Some(c) = ciaddr { b = b.ciaddr(c); }
+        if let Some(p) = &prl { b = b.option(55, p); }
+        if let Some(m) = max_size { b = b.option(57, &m.to_be_bytes()); }
+        if let Some(r) = &relay { b = b.option(82, r); }
+        let packet = b.build();
+        let Ok(req) = wire::parse(&packet) else { return Ok(()) };
+        let mut options = options;
+        options.sort_by_key(|(c, _)| *c);
+        let options: Vec<(u8, &[u8])> = options.iter().map(|(c, v)| (*c, v.as_slice())).collect();
+        let spec = super::reply::ReplySpec { kind, request: &req, yiaddr, server, lease, options: &options, message: message.as_deref() };
+        prop_assert_eq!(super::reply::encode(&spec), super::reply::encode_with_dhcproto(&spec));
+    }
 }

@@ -1,12 +1,14 @@
-//! Building reply packets with dhcproto's owned `Message`, wrapped for what it does not do:
-//! choosing options by the parameter request list, fitting the client's maximum message size,
-//! echoing option 82 byte for byte, and padding to the 300-byte BOOTP minimum.
+//! Building reply packets: choosing options by the parameter request list, fitting the client's
+//! maximum message size, echoing option 82 byte for byte, padding to the 300-byte BOOTP
+//! minimum, and encoding with no allocation but the packet's own. The encoding is the one
+//! dhcproto's owned `Message` produces; the tests keep that encoder as the reference.
 
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{
-    DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode, UnknownOption,
-};
+use dhcproto::v4::MessageType;
+#[cfg(test)]
+use dhcproto::v4::{DhcpOption, Flags, HType, Message, Opcode, OptionCode, UnknownOption};
+#[cfg(test)]
 use dhcproto::{Encodable, Encoder};
 
 use super::wire::Request;
@@ -40,8 +42,134 @@ pub struct ReplySpec<'a> {
 /// Options sent whether requested or not.
 const ALWAYS: &[u8] = &[1];
 
-/// Encodes the reply; `None` only if dhcproto refuses to encode it (counted by the caller).
+/// The options chosen for one reply, in the order chosen: at most one value per code (a later
+/// choice replaces an earlier one, as in dhcproto's option map). A reply carries a dozen or so,
+/// so a short list beats a table indexed by code (which costs 4 KiB to clear per reply).
+type Chosen<'a> = Vec<(u8, &'a [u8])>;
+
+/// Chooses `code` if it fits in what is left of the message; false if it does not.
+fn choose<'a>(chosen: &mut Chosen<'a>, budget: &mut usize, code: u8, data: &'a [u8]) -> bool {
+    let need = encoded_len(data.len());
+    if need > *budget {
+        return false;
+    }
+    *budget -= need;
+    match chosen.iter_mut().find(|(c, _)| *c == code) {
+        Some(slot) => slot.1 = data,
+        None => chosen.push((code, data)),
+    }
+    true
+}
+
+/// Encodes the reply straight into one buffer, allocating nothing else. The layout is exactly
+/// what dhcproto's owned `Message` encodes (options by code, 82 last, then End; long options
+/// split per RFC 3396; empty ones left out), which a property test pins byte for byte; its
+/// map and per-option allocations were the largest user-space cost per packet under load.
+/// `None` if the reply cannot be encoded (never, today; counted by the caller).
 pub fn encode(spec: &ReplySpec<'_>) -> Option<Vec<u8>> {
+    let req = spec.request;
+    let kind = [u8::from(spec.kind)];
+    let server = spec.server.octets();
+    let lease = spec.lease.map(|l| {
+        (
+            l.to_be_bytes(),
+            (l / 2).to_be_bytes(),
+            (l / 8 * 7).to_be_bytes(),
+            l != u32::MAX,
+        )
+    });
+    let max_payload = req
+        .max_message_size
+        .map_or(DEFAULT_MAX_PAYLOAD, |m| usize::from(m).saturating_sub(28))
+        .clamp(DEFAULT_MAX_PAYLOAD, CEILING_PAYLOAD);
+    // Header, cookie and End, then the options that must go, then the chosen ones while they fit.
+    let mut budget = max_payload.saturating_sub(super::wire::HEADER_LEN + 1);
+    let mut chosen: Chosen<'_> = Vec::with_capacity(24);
+    let c = &mut chosen;
+    choose(c, &mut budget, 53, &kind);
+    choose(c, &mut budget, 54, &server);
+    if let Some(relay) = req.relay_info.as_deref() {
+        choose(c, &mut budget, 82, relay);
+    }
+    if let Some(text) = spec.message {
+        choose(c, &mut budget, 56, text.as_bytes());
+    }
+    if spec.kind != MessageType::Nak {
+        if let Some((time, t1, t2, finite)) = &lease {
+            choose(c, &mut budget, 51, time);
+            if *finite {
+                choose(c, &mut budget, 58, t1);
+                choose(c, &mut budget, 59, t2);
+            }
+        }
+        let mut sent = [false; 256];
+        let mut offer = |code: u8| {
+            let wanted = req.parameters.as_deref().is_none_or(|p| p.contains(&code))
+                || ALWAYS.contains(&code);
+            if sent[usize::from(code)] || !wanted {
+                return;
+            }
+            sent[usize::from(code)] = true;
+            if let Some((_, data)) = spec.options.iter().find(|(oc, _)| *oc == code) {
+                choose(c, &mut budget, code, data);
+            }
+        };
+        // In the order the client asked (earlier means more important to it), then the rest.
+        match req.parameters.as_deref() {
+            Some(prl) => {
+                for &code in ALWAYS.iter().chain(prl) {
+                    offer(code);
+                }
+            }
+            None => {
+                for &(code, _) in spec.options {
+                    offer(code);
+                }
+            }
+        }
+    }
+
+    let mut out = Vec::with_capacity(MIN_REPLY_LEN.max(max_payload));
+    out.extend_from_slice(&[2, 1, 6, 0]); // BOOTREPLY, Ethernet, hlen 6, hops 0
+    out.extend_from_slice(&req.xid.to_be_bytes());
+    out.extend_from_slice(&[0, 0]); // secs
+    let broadcast =
+        req.broadcast || (spec.kind == MessageType::Nak && !req.giaddr.is_unspecified());
+    out.extend_from_slice(&(if broadcast { 0x8000u16 } else { 0 }).to_be_bytes());
+    let ciaddr = if spec.kind == MessageType::Ack {
+        req.ciaddr
+    } else {
+        Ipv4Addr::UNSPECIFIED
+    };
+    out.extend_from_slice(&ciaddr.octets());
+    out.extend_from_slice(&spec.yiaddr.octets());
+    out.extend_from_slice(&[0; 4]); // siaddr
+    out.extend_from_slice(&req.giaddr.octets());
+    out.extend_from_slice(&req.chaddr.0);
+    out.resize(out.len() + 10 + 64 + 128, 0); // rest of chaddr, sname, fname
+    out.extend_from_slice(&MAGIC_COOKIE);
+    // By code, relay information last (RFC 3046 section 2.1), as dhcproto orders them.
+    chosen.sort_unstable_by_key(|&(code, _)| (code == 82, code));
+    for (code, data) in chosen {
+        for piece in data.chunks(255) {
+            out.push(code);
+            out.push(piece.len() as u8);
+            out.extend_from_slice(piece);
+        }
+    }
+    out.push(255);
+    if out.len() < MIN_REPLY_LEN {
+        out.resize(MIN_REPLY_LEN, 0);
+    }
+    Some(out)
+}
+
+/// RFC 2131 section 3: the first four bytes of the options field.
+const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
+
+/// The reference encoder: the same reply through dhcproto's owned `Message`.
+#[cfg(test)]
+pub(crate) fn encode_with_dhcproto(spec: &ReplySpec<'_>) -> Option<Vec<u8>> {
     let req = spec.request;
     let mut msg = Message::default();
     msg.set_opcode(Opcode::BootReply)
@@ -116,8 +244,19 @@ pub fn encode(spec: &ReplySpec<'_>) -> Option<Vec<u8>> {
         }
     }
 
+    // dhcproto 0.15 writes an option 82 held as an unknown option twice (in code order, and
+    // again last as relay information), so the reference writes it last by hand.
+    let relay = msg.opts_mut().remove(OptionCode::from(82));
     let mut out = Vec::with_capacity(MIN_REPLY_LEN);
     msg.encode(&mut Encoder::new(&mut out)).ok()?;
+    if let Some(DhcpOption::Unknown(relay)) = relay {
+        out.pop(); // End
+        for piece in relay.data().chunks(255) {
+            out.extend_from_slice(&[82, piece.len() as u8]);
+            out.extend_from_slice(piece);
+        }
+        out.push(255);
+    }
     if out.len() < MIN_REPLY_LEN {
         out.resize(MIN_REPLY_LEN, 0);
     }
@@ -203,6 +342,14 @@ mod tests {
         assert!(
             bytes.windows(needle.len()).any(|w| w == needle),
             "82 is echoed verbatim and precedes End"
+        );
+        let opts = &bytes[wire::HEADER_LEN..];
+        assert_eq!(
+            opts.windows(2)
+                .filter(|w| w == &[82, relay.len() as u8])
+                .count(),
+            1,
+            "82 is echoed once (dhcproto 0.15 wrote it twice)"
         );
         assert_eq!(&bytes[24..28], &[198, 18, 0, 2], "giaddr copied");
     }

@@ -13,6 +13,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -27,6 +28,11 @@ pub const JOURNAL_FILE: &str = "leases.journal";
 /// The journal is compacted when it holds this many records more than four times the live
 /// leases (a rewrite costs a pass over every lease and an fsync, so it is kept rare).
 const COMPACT_SLACK: u64 = 65_536;
+/// The journal is extended with this many zero bytes at a time, ahead of the records. Records
+/// then overwrite blocks that already exist, so a commit's fdatasync writes the data only; an
+/// append would also write the inode (the file size), a second IO per commit, which measured
+/// here as twice the time and 1.5 times the CPU per fdatasync.
+const PREALLOCATE: u64 = 1 << 20;
 
 /// A local fault of the lease store (disk, permissions). Peers never cause these.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +68,10 @@ pub struct OpenReport {
 #[derive(Debug)]
 struct Journal {
     file: File,
-    /// Bytes known to hold whole records.
+    /// Bytes known to hold whole records; the next record is written here.
     len: u64,
+    /// The file's size: `len` plus zeros written ahead (see [`PREALLOCATE`]).
+    allocated: u64,
     /// False after a failed write until the journal has been rewritten whole.
     healthy: bool,
 }
@@ -111,7 +119,7 @@ impl LeaseStore {
             tracing::error!(file = %journal_path.display(), moved_to = %aside.display(), "lease journal has no valid header; starting empty");
             report.kept_aside = Some(aside);
         } else {
-            report.torn_bytes = (bytes.len() - replay.valid_len) as u64;
+            report.torn_bytes = replay.torn_len as u64;
             if report.torn_bytes > journal::MAX_RECORD as u64 {
                 // More than one record's worth: damage, not a torn last write. The rewrite
                 // below would destroy what follows the damage, so keep a copy.
@@ -161,7 +169,8 @@ impl LeaseStore {
             // A previous write failed: the journal must be whole again before it takes more.
             *j = rewrite(&self.journal_path, &self.map)?;
         }
-        let written = j.file.write_all(&buf).and_then(|()| {
+        let written = j.reserve(buf.len() as u64).and_then(|()| {
+            j.file.write_all_at(&buf, j.len)?;
             if self.fsync {
                 j.file.sync_data()
             } else {
@@ -172,6 +181,7 @@ impl LeaseStore {
             j.healthy = false;
             let good = j.len;
             let _ = j.file.set_len(good);
+            j.allocated = good;
             if let Ok(fresh) = rewrite(&self.journal_path, &self.map) {
                 *j = fresh;
             }
@@ -319,7 +329,7 @@ fn apply(map: &DashMap<Ipv4Addr, Lease>, change: &LeaseChange) {
     }
 }
 
-/// Writes a fresh journal holding exactly the map, and returns it open for appending. The new
+/// Writes a fresh journal holding exactly the map, and returns it open for writing. The new
 /// file is opened before it is renamed into place, so the handle always belongs to the file that
 /// bears the journal's name (a failure leaves the old journal and its handle in charge).
 fn rewrite(path: &Path, map: &DashMap<Ipv4Addr, Lease>) -> Result<Journal, StoreError> {
@@ -337,17 +347,30 @@ fn rewrite(path: &Path, map: &DashMap<Ipv4Addr, Lease>) -> Result<Journal, Store
     file.write_all(&buf)
         .and_then(|()| file.sync_all())
         .map_err(at(&tmp))?;
-    let appender = OpenOptions::new()
-        .append(true)
-        .open(&tmp)
-        .map_err(at(&tmp))?;
     fs::rename(&tmp, path).map_err(at(path))?;
     sync_dir(path)?;
     Ok(Journal {
-        file: appender,
+        file,
         len: buf.len() as u64,
+        allocated: buf.len() as u64,
         healthy: true,
     })
+}
+
+impl Journal {
+    /// Makes sure `more` bytes after `len` exist in the file, writing zeros ahead when they do
+    /// not (no fsync of its own: the commit's fdatasync covers the new size, since it changed).
+    fn reserve(&mut self, more: u64) -> io::Result<()> {
+        let need = self.len + more;
+        if need <= self.allocated {
+            return Ok(());
+        }
+        let target = need + PREALLOCATE;
+        let zeros = vec![0u8; (target - self.allocated) as usize];
+        self.file.write_all_at(&zeros, self.allocated)?;
+        self.allocated = target;
+        Ok(())
+    }
 }
 
 fn sync_dir(path: &Path) -> Result<(), StoreError> {
@@ -473,8 +496,10 @@ mod tests {
             s.commit(&[LeaseChange::Grant(lease(1, None))]).unwrap();
         }
         let path = dir.path().join(JOURNAL_FILE);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[40, 0, 0, 0, 1, 2]).unwrap(); // half a record, as a crash leaves it
+        let end = journal::replay(&fs::read(&path).unwrap()).valid_len as u64;
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        // Half a record where the next one goes, as a crash leaves it (zeros may follow).
+        f.write_all_at(&[40, 0, 0, 0, 1, 2], end).unwrap();
         drop(f);
         {
             let (s, report) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
@@ -487,6 +512,25 @@ mod tests {
             s.commit(&[LeaseChange::Grant(lease(2, None))]).unwrap();
         }
         let (s, _) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn the_zeros_written_ahead_are_free_space_and_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        {
+            let (s, _) = LeaseStore::open(dir.path(), true, None, 0).unwrap();
+            s.commit(&[LeaseChange::Grant(lease(1, None))]).unwrap();
+            let size = fs::metadata(&path).unwrap().len();
+            assert!(size > PREALLOCATE, "extended ahead: {size} bytes");
+            s.commit(&[LeaseChange::Grant(lease(2, None))]).unwrap();
+            assert_eq!(fs::metadata(&path).unwrap().len(), size, "written in place");
+        }
+        let (s, report) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
+        assert_eq!(report.torn_bytes, 0);
+        assert_eq!(report.kept_aside, None);
+        assert_eq!(report.records, 2);
         assert_eq!(s.len(), 2);
     }
 
