@@ -2,7 +2,8 @@
 //!
 //! The generator plays relay agents, as perfdhcp does: each thread owns a relay address (its
 //! giaddr), sends DISCOVERs for the table's MACs by unicast to the server, answers each OFFER
-//! with a REQUEST and counts the ACKs, keeping a window of exchanges in flight. Threads use
+//! with a REQUEST and counts the ACKs, keeping a window of exchanges in flight. With
+//! [`Cycle::Full`] each client then renews (REQUEST with ciaddr) and releases its lease. Threads use
 //! separate relay addresses so that the kernel hands each its own replies. It reports the
 //! achieved DORA rate, the exchanges that got no answer, and latency percentiles.
 //!
@@ -44,6 +45,19 @@ pub struct LoadConfig {
     pub window: usize,
     /// An exchange with no ACK after this long counts as dropped.
     pub timeout: Duration,
+    /// What each client does.
+    pub cycle: Cycle,
+}
+
+/// One client's exchange in a load run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cycle {
+    /// DISCOVER, OFFER, REQUEST, ACK.
+    #[default]
+    Dora,
+    /// DORA, then a renewal (REQUEST with ciaddr, ACK), then a RELEASE (no answer): three
+    /// lease changes per cycle for the server to make durable.
+    Full,
 }
 
 /// What one run achieved.
@@ -55,7 +69,7 @@ pub struct LoadReport {
     pub completed: u64,
     /// Exchanges that timed out.
     pub dropped: u64,
-    /// Completed exchanges per second.
+    /// Completed exchanges (DORAs, or full cycles) per second.
     pub rate: f64,
     /// Latency percentiles of completed exchanges (DISCOVER sent to ACK received), microseconds.
     pub p50_us: u64,
@@ -63,6 +77,8 @@ pub struct LoadReport {
     pub p99_us: u64,
     /// 99.9th percentile.
     pub p999_us: u64,
+    /// What each exchange was.
+    pub cycle: Cycle,
 }
 
 impl std::fmt::Display for LoadReport {
@@ -74,8 +90,14 @@ impl std::fmt::Display for LoadReport {
         };
         write!(
             f,
-            "dora_per_s={:.0} started={} completed={} dropped={} drop_pct={:.2} p50_us={} p99_us={} p999_us={}",
-            self.rate, self.started, self.completed, self.dropped, ratio, self.p50_us, self.p99_us, self.p999_us
+            "{}={:.0} started={} completed={} dropped={} drop_pct={:.2} p50_us={} p99_us={} p999_us={}",
+            match self.cycle {
+                Cycle::Dora => "dora_per_s",
+                Cycle::Full => "cycles_per_s",
+            },
+            self.rate,
+            self.started,
+            self.completed, self.dropped, ratio, self.p50_us, self.p99_us, self.p999_us
         )
     }
 }
@@ -130,6 +152,7 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadReport> {
             .unwrap_or(0)
     };
     report.rate = report.completed as f64 / cfg.duration.as_secs_f64();
+    report.cycle = cfg.cycle;
     report.p50_us = pct(0.50);
     report.p99_us = pct(0.99);
     report.p999_us = pct(0.999);
@@ -139,7 +162,15 @@ pub fn run(cfg: &LoadConfig) -> io::Result<LoadReport> {
 struct Flight {
     mac: MacAddr,
     started: Instant,
-    requested: bool,
+    stage: Stage,
+}
+
+/// Where a client is in its cycle: what it sent last and waits to have answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Discovered,
+    Requested,
+    Renewed,
 }
 
 /// One thread's loop: send what is due (new DISCOVERs up to the window and the rate, and the
@@ -191,7 +222,7 @@ fn drive(
                 Flight {
                     mac,
                     started: Instant::now(),
-                    requested: false,
+                    stage: Stage::Discovered,
                 },
             );
             report.started += 1;
@@ -227,9 +258,9 @@ fn drive(
             let Some(f) = flights.get_mut(&xid) else {
                 continue;
             };
-            match kind {
-                2 if !f.requested => {
-                    f.requested = true;
+            match (kind, f.stage) {
+                (2, Stage::Discovered) => {
+                    f.stage = Stage::Requested;
                     due.push(
                         RequestBuilder::new(MessageType::Request, f.mac, xid)
                             .relayed_by(relay)
@@ -238,7 +269,25 @@ fn drive(
                             .build(),
                     );
                 }
-                5 if f.requested => {
+                (5, Stage::Requested) if cfg.cycle == Cycle::Full => {
+                    f.stage = Stage::Renewed;
+                    due.push(
+                        RequestBuilder::new(MessageType::Request, f.mac, xid)
+                            .relayed_by(relay)
+                            .ciaddr(yiaddr)
+                            .build(),
+                    );
+                }
+                (5, Stage::Requested) | (5, Stage::Renewed) => {
+                    if f.stage == Stage::Renewed {
+                        due.push(
+                            RequestBuilder::new(MessageType::Release, f.mac, xid)
+                                .relayed_by(relay)
+                                .ciaddr(yiaddr)
+                                .option(54, &cfg.server.octets())
+                                .build(),
+                        );
+                    }
                     latencies.push(f.started.elapsed().as_micros() as u64);
                     flights.remove(&xid);
                     report.completed += 1;

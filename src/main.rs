@@ -100,6 +100,9 @@ enum Command {
         /// Milliseconds after which an exchange counts as dropped.
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+        /// Each client renews and releases after its DORA (a full cycle is one exchange).
+        #[arg(long)]
+        full_cycle: bool,
         /// Answer instead: the null responder.
         #[arg(long)]
         null: bool,
@@ -262,6 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seconds,
             window,
             timeout_ms,
+            full_cycle,
             null,
         } => {
             if null {
@@ -289,6 +293,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 duration: Duration::from_secs(seconds),
                 window,
                 timeout: Duration::from_millis(timeout_ms),
+                cycle: if full_cycle {
+                    netnode::loadgen::Cycle::Full
+                } else {
+                    netnode::loadgen::Cycle::Dora
+                },
             };
             println!("{}", netnode::loadgen::run(&cfg)?);
         }

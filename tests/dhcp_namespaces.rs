@@ -405,3 +405,70 @@ fn a_bridge_that_appears_later_is_served_without_a_restart() {
         s.daemon.log_text()
     );
 }
+
+/// Runs `netnode bench` from the instance's namespace as relay 198.18.0.250; returns its
+/// report line (panics, with `log`, if it fails).
+fn load_run(s: &common::Served, hosts: &std::path::Path, extra: &[&str], log: &str) -> String {
+    let inst = &s.lab.instances[0];
+    let hosts = hosts.display().to_string();
+    let mut args = vec![
+        "bench", "--iface", "eth0", "--server", "198.18.0.1", "--relay", "198.18.0.250",
+        "--hosts-file", &hosts, "--seconds", "1", "--rate", "400", "--timeout-ms", "500",
+    ];
+    args.extend_from_slice(extra);
+    let out = inst.ns.command(common::netnode()).args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn the_load_generator_runs_dora_and_full_cycles_against_netnode_and_the_null_responder() {
+    if !can_run("loadgen", &[]) {
+        return;
+    }
+    let mut s = serve("loadgen", 1, 0, LEASE);
+    // 200 clients of the generator's own, in the table and in its hosts file.
+    let lines: Vec<String> = (0..200)
+        .map(|i| format!("fa:16:3e:77:00:{i:02x},load-{i},198.18.0.{}", 20 + i))
+        .collect();
+    let load_hosts = s.lab.dir.join("load-hosts");
+    fs::write(&load_hosts, lines.join("\n")).unwrap();
+    fs::write(&s.hosts, lines.join("\n")).unwrap();
+    s.daemon.signal(libc::SIGHUP);
+    s.daemon_wait("table reloaded (SIGHUP)");
+    let inst = &s.lab.instances[0];
+    inst.ns.ip(&["addr", "add", "198.18.0.250/24", "dev", "eth0"]).unwrap();
+
+    let dora = load_run(&s, &load_hosts, &[], &s.daemon.log_text());
+    assert!(dora.contains(" dropped=0 "), "{dora}");
+    assert!(counter(&dora, "completed") >= 300, "{dora}");
+    let full = load_run(&s, &load_hosts, &["--full-cycle"], &s.daemon.log_text());
+    assert!(full.contains(" dropped=0 "), "{full}");
+    let cycles = counter(&full, "completed");
+    let stats = s.stats();
+    assert!(cycles >= 300, "{full}");
+    assert!(
+        counter(&stats, "release") >= cycles,
+        "every full cycle ends with a RELEASE: {stats}"
+    );
+    assert!(counter(&stats, "ack") >= counter(&dora, "completed") + 2 * cycles, "{stats}");
+
+    // The null responder, on the same bridge once netnode has stopped.
+    s.daemon.stop().unwrap();
+    let mut null = netnode::lab::Daemon::start(
+        &s.lab.server,
+        &common::netnode(),
+        &["bench", "--null", "--iface", "br100", "--server", "198.18.0.1"],
+        &s.lab.dir.join("null.log"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let line = load_run(&s, &load_hosts, &["--full-cycle"], "(null responder)");
+    null.stop().unwrap();
+    assert!(line.contains(" dropped=0 ") && counter(&line, "completed") >= 300, "{line}");
+}
