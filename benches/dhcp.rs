@@ -3,57 +3,20 @@
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dhcproto::v4::MessageType;
 
-use netnode::dhcp::wire::RequestBuilder;
 use netnode::dhcp::{journal, Engine, Lease, LeaseChange, RxMeta};
-use netnode::table::config::ConfigFile;
-use netnode::table::{build, hosts, MacAddr, Table};
+use netnode::table::hosts;
 
-fn mac(i: u32) -> MacAddr {
-    let b = i.to_be_bytes();
-    MacAddr([0xfa, 0x16, b[0], b[1], b[2], b[3]])
-}
-
-fn hosts_text(n: u32) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "{},vm-{i}.novalocal,{}\n",
-                mac(i),
-                Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 10)) + i)
-            )
-        })
-        .collect()
-}
-
-fn table(n: u32) -> Table {
-    let dir = std::env::temp_dir().join(format!("netnode-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let hosts = dir.join("hosts");
-    std::fs::write(&hosts, hosts_text(n)).unwrap();
-    let text = format!("[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"198.18.0.0/15\"\ngateway = \"198.18.0.1\"\nlease_time = \"120s\"\ndomain = \"novalocal\"\nhosts_file = {hosts:?}\n");
-    let t =
-        build::from_config(&ConfigFile::parse(&text).unwrap(), Path::new("bench.toml")).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    t
-}
+mod support;
+use support::{discover, hosts_text, mac, request, table};
 
 fn engine(c: &mut Criterion) {
     let table = table(1000);
-    let prl = [1, 3, 6, 12, 15, 26, 28, 42, 51, 54, 58, 59, 119, 121];
-    let discover = RequestBuilder::new(MessageType::Discover, mac(500), 7)
-        .option(55, &prl)
-        .option(57, &1500u16.to_be_bytes())
-        .build();
-    let request = RequestBuilder::new(MessageType::Request, mac(500), 7)
-        .option(55, &prl)
-        .option(50, &Ipv4Addr::new(198, 18, 1, 254).octets())
-        .option(54, &Ipv4Addr::new(198, 18, 0, 1).octets())
-        .build();
+    let discover = discover(500, 7);
+    let request = request(500, 7);
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(1));
     let mut e = Engine::new();

@@ -42,23 +42,72 @@ pub struct ReplySpec<'a> {
 /// Options sent whether requested or not.
 const ALWAYS: &[u8] = &[1];
 
-/// The options chosen for one reply, in the order chosen: at most one value per code (a later
-/// choice replaces an earlier one, as in dhcproto's option map). A reply carries a dozen or so,
-/// so a short list beats a table indexed by code (which costs 4 KiB to clear per reply).
-type Chosen<'a> = Vec<(u8, &'a [u8])>;
+/// The options chosen for one reply: at most one value per code (a later choice replaces an
+/// earlier one, as in dhcproto's option map), written out in code order. A reply carries a
+/// dozen or so options, so the values sit in a short list; a 512-byte index finds a code's
+/// slot and a 256-bit set walks the codes in order, so neither choosing nor writing searches
+/// or sorts.
+struct Chosen<'a> {
+    values: Vec<&'a [u8]>,
+    /// 1 + the slot in `values` of each code chosen; 0 for none.
+    slot: [u16; 256],
+    present: [u64; 4],
+}
 
-/// Chooses `code` if it fits in what is left of the message; false if it does not.
-fn choose<'a>(chosen: &mut Chosen<'a>, budget: &mut usize, code: u8, data: &'a [u8]) -> bool {
-    let need = encoded_len(data.len());
-    if need > *budget {
-        return false;
+impl<'a> Chosen<'a> {
+    fn new() -> Self {
+        Chosen {
+            values: Vec::with_capacity(24),
+            slot: [0; 256],
+            present: [0; 4],
+        }
     }
-    *budget -= need;
-    match chosen.iter_mut().find(|(c, _)| *c == code) {
-        Some(slot) => slot.1 = data,
-        None => chosen.push((code, data)),
+
+    /// Chooses `code` if it fits in what is left of the message; false if it does not.
+    fn choose(&mut self, budget: &mut usize, code: u8, data: &'a [u8]) -> bool {
+        let need = encoded_len(data.len());
+        if need > *budget {
+            return false;
+        }
+        *budget -= need;
+        let c = usize::from(code);
+        match self.slot[c] {
+            0 => {
+                self.values.push(data);
+                // One value per code: at most 256, so the slot fits.
+                self.slot[c] = self.values.len() as u16;
+                self.present[c / 64] |= 1 << (c % 64);
+            }
+            n => {
+                if let Some(v) = self.values.get_mut(usize::from(n) - 1) {
+                    *v = data;
+                }
+            }
+        }
+        true
     }
-    true
+
+    fn get(&self, code: u8) -> Option<&'a [u8]> {
+        match self.slot[usize::from(code)] {
+            0 => None,
+            n => self.values.get(usize::from(n) - 1).copied(),
+        }
+    }
+
+    /// The chosen codes in ascending order.
+    fn codes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.present.iter().enumerate().flat_map(|(word, &bits)| {
+            let mut bits = bits;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                Some((word as u32 * 64 + bit) as u8)
+            })
+        })
+    }
 }
 
 /// Encodes the reply straight into one buffer, allocating nothing else. The layout is exactly
@@ -84,34 +133,33 @@ pub fn encode(spec: &ReplySpec<'_>) -> Option<Vec<u8>> {
         .clamp(DEFAULT_MAX_PAYLOAD, CEILING_PAYLOAD);
     // Header, cookie and End, then the options that must go, then the chosen ones while they fit.
     let mut budget = max_payload.saturating_sub(super::wire::HEADER_LEN + 1);
-    let mut chosen: Chosen<'_> = Vec::with_capacity(24);
+    let mut chosen = Chosen::new();
     let c = &mut chosen;
-    choose(c, &mut budget, 53, &kind);
-    choose(c, &mut budget, 54, &server);
+    c.choose(&mut budget, 53, &kind);
+    c.choose(&mut budget, 54, &server);
     if let Some(relay) = req.relay_info.as_deref() {
-        choose(c, &mut budget, 82, relay);
+        c.choose(&mut budget, 82, relay);
     }
     if let Some(text) = spec.message {
-        choose(c, &mut budget, 56, text.as_bytes());
+        c.choose(&mut budget, 56, text.as_bytes());
     }
     if spec.kind != MessageType::Nak {
         if let Some((time, t1, t2, finite)) = &lease {
-            choose(c, &mut budget, 51, time);
+            c.choose(&mut budget, 51, time);
             if *finite {
-                choose(c, &mut budget, 58, t1);
-                choose(c, &mut budget, 59, t2);
+                c.choose(&mut budget, 58, t1);
+                c.choose(&mut budget, 59, t2);
             }
         }
+        // Every code offered is wanted: the client asked for it, or it always goes (ALWAYS),
+        // or the client sent no list at all.
         let mut sent = [false; 256];
         let mut offer = |code: u8| {
-            let wanted = req.parameters.as_deref().is_none_or(|p| p.contains(&code))
-                || ALWAYS.contains(&code);
-            if sent[usize::from(code)] || !wanted {
+            if std::mem::replace(&mut sent[usize::from(code)], true) {
                 return;
             }
-            sent[usize::from(code)] = true;
             if let Some((_, data)) = spec.options.iter().find(|(oc, _)| *oc == code) {
-                choose(c, &mut budget, code, data);
+                c.choose(&mut budget, code, data);
             }
         };
         // In the order the client asked (earlier means more important to it), then the rest.
@@ -149,8 +197,8 @@ pub fn encode(spec: &ReplySpec<'_>) -> Option<Vec<u8>> {
     out.resize(out.len() + 10 + 64 + 128, 0); // rest of chaddr, sname, fname
     out.extend_from_slice(&MAGIC_COOKIE);
     // By code, relay information last (RFC 3046 section 2.1), as dhcproto orders them.
-    chosen.sort_unstable_by_key(|&(code, _)| (code == 82, code));
-    for (code, data) in chosen {
+    let codes = chosen.codes().filter(|&code| code != 82).chain(Some(82));
+    for (code, data) in codes.filter_map(|code| Some((code, chosen.get(code)?))) {
         for piece in data.chunks(255) {
             out.push(code);
             out.push(piece.len() as u8);

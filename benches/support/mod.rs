@@ -1,0 +1,63 @@
+//! Fixtures shared by the criterion benches and the callgrind profile (`examples/`): a table
+//! of `n` nova bindings and the requests the benches send.
+
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use dhcproto::v4::MessageType;
+use netnode::dhcp::wire::RequestBuilder;
+use netnode::table::config::ConfigFile;
+use netnode::table::{build, MacAddr, Table};
+
+/// The MAC of binding `i`.
+pub fn mac(i: u32) -> MacAddr {
+    let b = i.to_be_bytes();
+    MacAddr([0xfa, 0x16, b[0], b[1], b[2], b[3]])
+}
+
+/// The address of binding `i`.
+pub fn ip(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 10)) + i)
+}
+
+/// A nova hosts file of `n` bindings.
+pub fn hosts_text(n: u32) -> String {
+    (0..n)
+        .map(|i| format!("{},vm-{i}.novalocal,{}\n", mac(i), ip(i)))
+        .collect()
+}
+
+/// A table of one network with `n` bindings, read from a hosts file as the daemon reads it.
+pub fn table(n: u32) -> Table {
+    let dir = std::env::temp_dir().join(format!("netnode-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, hosts_text(n)).unwrap();
+    let text = format!("[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"198.18.0.0/15\"\ngateway = \"198.18.0.1\"\nlease_time = \"120s\"\ndomain = \"novalocal\"\nhosts_file = {hosts:?}\n");
+    let t =
+        build::from_config(&ConfigFile::parse(&text).unwrap(), Path::new("bench.toml")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    t
+}
+
+/// A parameter request list as a cloud image's dhclient sends it.
+const PRL: [u8; 14] = [1, 3, 6, 12, 15, 26, 28, 42, 51, 54, 58, 59, 119, 121];
+
+/// A DISCOVER from binding `i`.
+pub fn discover(i: u32, xid: u32) -> Vec<u8> {
+    RequestBuilder::new(MessageType::Discover, mac(i), xid)
+        .option(55, &PRL)
+        .option(57, &1500u16.to_be_bytes())
+        .build()
+}
+
+/// The REQUEST that answers its OFFER.
+pub fn request(i: u32, xid: u32) -> Vec<u8> {
+    RequestBuilder::new(MessageType::Request, mac(i), xid)
+        .option(55, &PRL)
+        .option(50, &ip(i).octets())
+        .option(54, &Ipv4Addr::new(198, 18, 0, 1).octets())
+        .build()
+}
