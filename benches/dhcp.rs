@@ -5,7 +5,6 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use dhcproto::v4::MessageType;
 
 use netnode::dhcp::{journal, Engine, Lease, LeaseChange, RxMeta};
 use netnode::table::hosts;

@@ -32,7 +32,10 @@ fn run_exchanges(
             continue;
         };
         let _ = engine.handle(table, rx, discover, now);
-        if let Decision::Reply { lease: Some(change), .. } = engine.handle(table, rx, request, now)
+        if let Decision::Reply {
+            lease: Some(change),
+            ..
+        } = engine.handle(table, rx, request, now)
         {
             changes.push(change);
             acks += 1;

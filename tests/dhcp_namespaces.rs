@@ -412,11 +412,29 @@ fn load_run(s: &common::Served, hosts: &std::path::Path, extra: &[&str], log: &s
     let inst = &s.lab.instances[0];
     let hosts = hosts.display().to_string();
     let mut args = vec![
-        "bench", "--iface", "eth0", "--server", "198.18.0.1", "--relay", "198.18.0.250",
-        "--hosts-file", &hosts, "--seconds", "1", "--rate", "400", "--timeout-ms", "500",
+        "bench",
+        "--iface",
+        "eth0",
+        "--server",
+        "198.18.0.1",
+        "--relay",
+        "198.18.0.250",
+        "--hosts-file",
+        &hosts,
+        "--seconds",
+        "1",
+        "--rate",
+        "400",
+        "--timeout-ms",
+        "500",
     ];
     args.extend_from_slice(extra);
-    let out = inst.ns.command(common::netnode()).args(&args).output().unwrap();
+    let out = inst
+        .ns
+        .command(common::netnode())
+        .args(&args)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -442,7 +460,9 @@ fn the_load_generator_runs_dora_and_full_cycles_against_netnode_and_the_null_res
     s.daemon.signal(libc::SIGHUP);
     s.daemon_wait("table reloaded (SIGHUP)");
     let inst = &s.lab.instances[0];
-    inst.ns.ip(&["addr", "add", "198.18.0.250/24", "dev", "eth0"]).unwrap();
+    inst.ns
+        .ip(&["addr", "add", "198.18.0.250/24", "dev", "eth0"])
+        .unwrap();
 
     let dora = load_run(&s, &load_hosts, &[], &s.daemon.log_text());
     assert!(dora.contains(" dropped=0 "), "{dora}");
@@ -456,19 +476,32 @@ fn the_load_generator_runs_dora_and_full_cycles_against_netnode_and_the_null_res
         counter(&stats, "release") >= cycles,
         "every full cycle ends with a RELEASE: {stats}"
     );
-    assert!(counter(&stats, "ack") >= counter(&dora, "completed") + 2 * cycles, "{stats}");
+    assert!(
+        counter(&stats, "ack") >= counter(&dora, "completed") + 2 * cycles,
+        "{stats}"
+    );
 
     // The null responder, on the same bridge once netnode has stopped.
     s.daemon.stop().unwrap();
     let mut null = netnode::lab::Daemon::start(
         &s.lab.server,
         &common::netnode(),
-        &["bench", "--null", "--iface", "br100", "--server", "198.18.0.1"],
+        &[
+            "bench",
+            "--null",
+            "--iface",
+            "br100",
+            "--server",
+            "198.18.0.1",
+        ],
         &s.lab.dir.join("null.log"),
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let line = load_run(&s, &load_hosts, &["--full-cycle"], "(null responder)");
     null.stop().unwrap();
-    assert!(line.contains(" dropped=0 ") && counter(&line, "completed") >= 300, "{line}");
+    assert!(
+        line.contains(" dropped=0 ") && counter(&line, "completed") >= 300,
+        "{line}"
+    );
 }

@@ -377,6 +377,7 @@ fn build_network(
         by_client_id: HashMap::new(),
     };
     let mut resolved: HashMap<Vec<Box<str>>, Arc<OptionList>> = HashMap::new();
+    let mut domains: HashMap<Box<str>, Arc<str>> = HashMap::new();
     let mut used_ips: HashMap<Ipv4Addr, usize> = HashMap::new();
     for (file, entry) in entries {
         let problem = |reason: String| Problem::new(&file, entry.line, reason);
@@ -428,6 +429,12 @@ fn build_network(
             })
             .clone();
         let (hostname, name_domain) = split_name(entry.hostname.as_deref());
+        let name_domain = name_domain.map(|d| {
+            domains
+                .entry(d)
+                .or_insert_with_key(|d| Arc::from(&**d))
+                .clone()
+        });
         let template = Binding {
             mac: None,
             ip,

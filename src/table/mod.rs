@@ -108,8 +108,9 @@ pub struct Binding {
     pub ip: Ipv4Addr,
     /// The host part of its name (option 12).
     pub hostname: Option<Box<str>>,
-    /// The domain written after the host part, used when the network sets none.
-    pub name_domain: Option<Box<str>>,
+    /// The domain written after the host part, used when the network sets none (shared by
+    /// every binding naming the same domain: a million bindings hold one copy).
+    pub name_domain: Option<Arc<str>>,
     /// How its client identifier is matched.
     pub client_id: Option<ClientIdMatch>,
     /// Tags set for it (`set:`/`net:` in the hosts file, `tags` in TOML).
