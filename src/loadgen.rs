@@ -116,10 +116,10 @@ fn relay_socket(iface: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
 
 /// Runs the load and returns what it achieved.
 pub fn run(cfg: &LoadConfig) -> io::Result<LoadReport> {
-    if cfg.macs.is_empty() || cfg.relays.is_empty() {
+    if cfg.macs.len() < cfg.relays.len() || cfg.relays.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "no MACs or no relay addresses",
+            "no relay addresses, or fewer MACs than relays (each thread needs its own clients)",
         ));
     }
     let threads = cfg.relays.len();
@@ -205,7 +205,7 @@ fn drive(
             (start.elapsed().as_secs_f64() * per_thread_rate) as u64
         };
         while flights.len() < cfg.window && report.started < allowed && due.len() < BATCH {
-            let Some(&mac) = macs.get(next_mac % macs.len()) else {
+            let Some(&mac) = next_mac.checked_rem(macs.len()).and_then(|i| macs.get(i)) else {
                 break;
             };
             next_mac += 1;
@@ -302,6 +302,12 @@ fn drive(
             report.dropped += (before - flights.len()) as u64;
             last_sweep = Instant::now();
         }
+    }
+    // The RELEASEs (and REQUESTs) the last replies asked for.
+    let datagrams: Vec<(SocketAddrV4, &[u8])> =
+        due.iter().map(|p| (server, p.as_slice())).collect();
+    if let Some((_, e)) = tx.send(&socket, &datagrams).into_iter().next() {
+        return Err(e);
     }
     // What is still in flight at the end had its chance only if it is older than the timeout.
     report.dropped += flights

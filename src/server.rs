@@ -276,9 +276,16 @@ impl Server {
                 log_table(&table, &format!("table reloaded ({why})"));
                 let old = self.table.swap(Arc::new(table));
                 self.reconcile_listeners();
-                // The old table goes when the last batch using it ends; then hand its memory
-                // back (a large table is many small allocations that malloc would otherwise keep).
+                // The old table goes when the last batch using it ends (a batch in flight holds
+                // it); then hand its memory back, since a large table is many small allocations
+                // that malloc would otherwise keep.
                 tokio::task::spawn_blocking(move || {
+                    for _ in 0..500 {
+                        if Arc::strong_count(&old) == 1 {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                     drop(old);
                     give_back_freed_memory();
                 });
@@ -523,8 +530,6 @@ async fn serve_bridge(bridge: String, shared: Shared, mut stop: watch::Receiver<
             }
         }
     };
-    // Kept to wake the thread at once when told to stop (see below).
-    let waker = socket.try_clone().map(socket2::Socket::from);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let thread = {
         let (bridge, stop) = (bridge.clone(), stop.clone());
@@ -542,16 +547,7 @@ async fn serve_bridge(bridge: String, shared: Shared, mut stop: watch::Receiver<
         return;
     }
     tracing::info!(bridge, port = listener::SERVER_PORT, "dhcp listening");
-    tokio::pin!(done_rx);
-    tokio::select! {
-        _ = &mut done_rx => return,
-        _ = stop.changed() => {}
-    }
-    // Shutting the receive side wakes a thread blocked in recvmmsg (Linux does this even for an
-    // unconnected UDP socket, though it reports ENOTCONN); its receive timeout is the fallback.
-    if let Ok(w) = &waker {
-        let _ = w.shutdown(std::net::Shutdown::Read);
-    }
+    // The thread sees the stop signal within its receive timeout.
     let _ = done_rx.await;
 }
 

@@ -78,9 +78,10 @@ pub struct Shared {
     pub script: Option<crate::compat::script::ScriptRunner>,
 }
 
-/// How long a blocked receive waits before it looks at the stop signal again (a stop also
-/// shuts the socket's receive side, which wakes it at once; this is the fallback).
-const STOP_POLL: Duration = Duration::from_millis(200);
+/// How long a blocked receive waits before it looks at the stop signal again. (Shutting the
+/// socket's receive side would wake it at once, but Linux reports that as an empty datagram
+/// with no sender address, which nix's recvmmsg would read uninitialised.)
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Serves one bridge until `shutdown` turns true, on the calling thread (a thread of its own:
 /// it blocks in the kernel between batches).

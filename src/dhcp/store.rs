@@ -168,9 +168,12 @@ impl LeaseStore {
         if !j.healthy {
             // A previous write failed: the journal must be whole again before it takes more.
             *j = rewrite(&self.journal_path, &self.map)?;
+            if !j.healthy {
+                return Err(not_durable(&self.journal_path));
+            }
         }
-        let written = j.reserve(buf.len() as u64).and_then(|()| {
-            j.file.write_all_at(&buf, j.len)?;
+        j.reserve(buf.len() as u64);
+        let written = j.file.write_all_at(&buf, j.len).and_then(|()| {
             if self.fsync {
                 j.file.sync_data()
             } else {
@@ -219,6 +222,9 @@ impl LeaseStore {
         let mut j = self.lock();
         self.map.retain(|_, l| l.is_active(now));
         *j = rewrite(&self.journal_path, &self.map)?;
+        if !j.healthy {
+            return Err(not_durable(&self.journal_path));
+        }
         self.records.store(self.map.len() as u64, Ordering::Relaxed);
         self.lease_file_dirty.store(true, Ordering::Release);
         Ok(())
@@ -348,28 +354,48 @@ fn rewrite(path: &Path, map: &DashMap<Ipv4Addr, Lease>) -> Result<Journal, Store
         .and_then(|()| file.sync_all())
         .map_err(at(&tmp))?;
     fs::rename(&tmp, path).map_err(at(path))?;
-    sync_dir(path)?;
+    // From here the new file is the journal, so its handle is returned whatever happens: one
+    // kept for the old file would take commits into a file no longer under the journal's name.
+    // If the rename is not durable yet, the journal is unhealthy and the next commit rewrites.
+    let healthy = match sync_dir(path) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "lease journal rewritten but its directory could not be synced; rewriting again before the next commit");
+            false
+        }
+    };
     Ok(Journal {
         file,
         len: buf.len() as u64,
         allocated: buf.len() as u64,
-        healthy: true,
+        healthy,
     })
 }
 
+/// The error of a commit or compaction whose rewrite could not be made durable.
+fn not_durable(path: &Path) -> StoreError {
+    at(path)(io::Error::other(
+        "the rewritten journal's directory could not be synced",
+    ))
+}
+
 impl Journal {
-    /// Makes sure `more` bytes after `len` exist in the file, writing zeros ahead when they do
-    /// not (no fsync of its own: the commit's fdatasync covers the new size, since it changed).
-    fn reserve(&mut self, more: u64) -> io::Result<()> {
+    /// Makes room for `more` bytes after `len` by writing zeros ahead when the file is too short
+    /// (no fsync of its own: the commit's fdatasync covers the new size, since it changed). If
+    /// the zeros cannot be written (a nearly full disk), the records are simply appended: only
+    /// their own write or fdatasync can fail a commit.
+    fn reserve(&mut self, more: u64) {
         let need = self.len + more;
         if need <= self.allocated {
-            return Ok(());
+            return;
         }
         let target = need + PREALLOCATE;
         let zeros = vec![0u8; (target - self.allocated) as usize];
-        self.file.write_all_at(&zeros, self.allocated)?;
-        self.allocated = target;
-        Ok(())
+        self.allocated = match self.file.write_all_at(&zeros, self.allocated) {
+            Ok(()) => target,
+            // Some zeros may have been written; they are free space either way.
+            Err(_) => need,
+        };
     }
 }
 
