@@ -118,11 +118,10 @@ pub struct ClientRun<'a> {
 
 const HOOK: &str = r#"#!/bin/sh
 # Written by netnode's lab: record the event, then configure the interface like a real hook.
+# The event is appended in one write, so a reader never sees its header without its variables.
 reason="${reason:-$1}"
-{
-  echo "--- $reason"
-  env | grep -E '^(new_|old_|interface=|ip=|subnet=|router=|hostname=|domain=|lease=|dns=|serverid=|mask=)' | sort
-} >> "@EVENTS@"
+event="$(echo "--- $reason"; env | grep -E '^(new_|old_|interface=|ip=|subnet=|router=|hostname=|domain=|lease=|dns=|serverid=|mask=)' | sort)"
+printf '%s\n' "$event" >> "@EVENTS@"
 iface="${interface:-eth0}"
 case "$reason" in
   PREINIT) ip link set "$iface" up ;;
