@@ -230,15 +230,11 @@ fn build_network(
         }
         None => MIN_LEASE_SECONDS,
     };
-    // dnsmasq raises shorter leases to its minimum: each renewal is a journal write.
-    let at_least = |l: LeaseTime| match l {
-        LeaseTime::Seconds(s) => LeaseTime::Seconds(s.max(min_lease)),
-        LeaseTime::Infinite => LeaseTime::Infinite,
-    };
     let lease_time = at_least(
         parse_lease(nc.lease_time.as_deref())
             .map_err(|v| field(format!("lease_time: {v:?} is not a lease time")))?
             .unwrap_or(DEFAULT_LEASE_TIME),
+        min_lease,
     );
     let domain = match nc.domain.as_deref().map(|d| d.trim_end_matches('.')) {
         Some("") | None => None,
@@ -309,39 +305,6 @@ fn build_network(
         routes,
     };
 
-    let mut entries: Vec<(String, HostEntry)> = Vec::new();
-    if let Some(path) = &nc.hosts_file {
-        let file = path.display().to_string();
-        let (lines, bad) = hosts::parse(&file, &read(path)?);
-        entries.extend(lines.into_iter().map(|e| (file.clone(), e)));
-        problems.extend(bad);
-        sources.push(path.clone());
-    }
-    for (i, line) in nc.host_lines.iter().enumerate() {
-        match hosts::parse_line(line) {
-            Ok(mut entry) => {
-                entry.line = i + 1;
-                entries.push((format!("{} --dhcp-host", origin.display()), entry));
-            }
-            Err(reason) => problems.push(Problem::new(
-                format!("{} --dhcp-host", origin.display()),
-                i + 1,
-                reason,
-            )),
-        }
-    }
-    let inline_origin = format!("{} [network {}]", origin.display(), nc.name);
-    for (i, hc) in nc.host.iter().enumerate() {
-        match inline_host(hc) {
-            Ok(entry) => entries.push((format!("{inline_origin} host {}", i + 1), entry)),
-            Err(reason) => problems.push(Problem::new(
-                format!("{inline_origin} host {}", i + 1),
-                0,
-                reason,
-            )),
-        }
-    }
-
     let cidr_v6 = match &nc.cidr_v6 {
         Some(text) => {
             let net: Ipv6Network = text
@@ -360,7 +323,7 @@ fn build_network(
         }
         None => None,
     };
-    let mut network = Network {
+    let network = Network {
         dns: nc.dns_servers.clone(),
         mtu_v4: nc.mtu,
         cidr_v6,
@@ -376,17 +339,83 @@ fn build_network(
         by_mac: HashMap::new(),
         by_client_id: HashMap::new(),
     };
-    let mut resolved: HashMap<Vec<Box<str>>, Arc<OptionList>> = HashMap::new();
-    let mut domains: HashMap<Box<str>, Arc<str>> = HashMap::new();
-    let mut used_ips: HashMap<Ipv4Addr, usize> = HashMap::new();
-    for (file, entry) in entries {
-        let problem = |reason: String| Problem::new(&file, entry.line, reason);
+    // Entries are bound as they are read, never all held at once: a million-line hosts file
+    // parsed into a list beside the table it builds doubled the memory a load needs.
+    let mut bindings = Bindings {
+        network,
+        cidr,
+        min_lease,
+        base: &base,
+        option_lines: &option_lines,
+        resolved: HashMap::new(),
+        domains: HashMap::new(),
+        used_ips: HashMap::new(),
+    };
+    if let Some(path) = &nc.hosts_file {
+        let file = path.display().to_string();
+        let text = read(path)?;
+        hosts::parse_each(&file, &text, |parsed| match parsed {
+            Ok(entry) => bindings.add(&file, entry, problems),
+            Err(problem) => problems.push(problem),
+        });
+        sources.push(path.clone());
+    }
+    let dhcp_host_origin = format!("{} --dhcp-host", origin.display());
+    for (i, line) in nc.host_lines.iter().enumerate() {
+        match hosts::parse_line(line) {
+            Ok(mut entry) => {
+                entry.line = i + 1;
+                bindings.add(&dhcp_host_origin, entry, problems);
+            }
+            Err(reason) => problems.push(Problem::new(&dhcp_host_origin, i + 1, reason)),
+        }
+    }
+    let inline_origin = format!("{} [network {}]", origin.display(), nc.name);
+    for (i, hc) in nc.host.iter().enumerate() {
+        let origin = format!("{inline_origin} host {}", i + 1);
+        match inline_host(hc) {
+            Ok(entry) => bindings.add(&origin, entry, problems),
+            Err(reason) => problems.push(Problem::new(origin, 0, reason)),
+        }
+    }
+    Ok(bindings.network)
+}
+
+/// A lease time raised to the network's minimum, as dnsmasq raises shorter leases (each renewal
+/// is a journal write).
+fn at_least(lease: LeaseTime, min: u32) -> LeaseTime {
+    match lease {
+        LeaseTime::Seconds(s) => LeaseTime::Seconds(s.max(min)),
+        LeaseTime::Infinite => LeaseTime::Infinite,
+    }
+}
+
+/// Builds a network's bindings one host entry at a time.
+struct Bindings<'a> {
+    network: Network,
+    cidr: Ipv4Network,
+    /// Per-host lease times shorter than this are raised to it.
+    min_lease: u32,
+    base: &'a BaseOptions,
+    option_lines: &'a [OptionLine],
+    /// Option lists by tag set, shared by every binding with those tags.
+    resolved: HashMap<Vec<Box<str>>, Arc<OptionList>>,
+    /// Domains named after host names, shared by every binding naming them.
+    domains: HashMap<Box<str>, Arc<str>>,
+    used_ips: HashMap<Ipv4Addr, usize>,
+}
+
+impl Bindings<'_> {
+    /// Adds the binding(s) of one entry read from `file`, or a problem saying why not.
+    fn add(&mut self, file: &str, entry: HostEntry, problems: &mut Vec<Problem>) {
+        let (cidr, network) = (self.cidr, &mut self.network);
+        let problem = |reason: String| Problem::new(file, entry.line, reason);
         if entry
             .require_tags
             .iter()
             .any(|t| *t != network.name && t != "known")
         {
-            continue; // a line for another range (dnsmasq's tag: on dhcp-host)
+            return; // a line for another range (dnsmasq's tag: on dhcp-host)
         }
         let ip = match entry.ip {
             Some(ip) if cidr.contains(ip) && ip != cidr.network() && ip != cidr.broadcast() => ip,
@@ -395,42 +424,42 @@ fn build_network(
                     "address {ip} is not a host address of network {} ({cidr})",
                     network.name
                 )));
-                continue;
+                return;
             }
             None if entry.ignore => Ipv4Addr::UNSPECIFIED,
             None => {
                 problems.push(problem(
                     "no IPv4 address (static mode serves only fixed addresses)".into(),
                 ));
-                continue;
+                return;
             }
         };
         if !entry.ignore {
-            if let Some(_first) = used_ips.get(&ip) {
+            if let Some(_first) = self.used_ips.get(&ip) {
                 problems.push(problem(format!(
                     "address {ip} is already bound to another host"
                 )));
-                continue;
+                return;
             }
         }
         if let Some(mac) = entry.macs.iter().find(|m| network.by_mac.contains_key(m)) {
             problems.push(problem(format!(
                 "hardware address {mac} already has a binding"
             )));
-            continue;
+            return;
         }
         let mut tags: Vec<Box<str>> = entry.set_tags.iter().map(|t| t.as_str().into()).collect();
         tags.sort();
         tags.dedup();
-        let options = resolved
+        let (base, option_lines, name) = (self.base, self.option_lines, &network.name);
+        let options = self
+            .resolved
             .entry(tags.clone())
-            .or_insert_with(|| {
-                Arc::new(resolve_options(&base, &option_lines, &network.name, &tags))
-            })
+            .or_insert_with(|| Arc::new(resolve_options(base, option_lines, name, &tags)))
             .clone();
         let (hostname, name_domain) = split_name(entry.hostname.as_deref());
         let name_domain = name_domain.map(|d| {
-            domains
+            self.domains
                 .entry(d)
                 .or_insert_with_key(|d| Arc::from(&**d))
                 .clone()
@@ -442,7 +471,7 @@ fn build_network(
             name_domain,
             client_id: entry.client_id.clone(),
             tags: tags.into_boxed_slice(),
-            lease_time: entry.lease_time.map(at_least),
+            lease_time: entry.lease_time.map(|l| at_least(l, self.min_lease)),
             ignore: entry.ignore,
             options,
         };
@@ -463,10 +492,9 @@ fn build_network(
                 .insert(id.clone().into_boxed_slice(), first_index);
         }
         if !entry.ignore {
-            used_ips.insert(ip, entry.line);
+            self.used_ips.insert(ip, entry.line);
         }
     }
-    Ok(network)
 }
 
 /// The `index`-th /64 of `range` (nova pairs them in order with its IPv4 networks).

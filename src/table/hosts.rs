@@ -42,21 +42,30 @@ pub struct HostEntry {
 pub fn parse(file: &str, text: &str) -> (Vec<HostEntry>, Vec<Problem>) {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
+    parse_each(file, text, |parsed| match parsed {
+        Ok(entry) => entries.push(entry),
+        Err(problem) => problems.push(problem),
+    });
+    (entries, problems)
+}
+
+/// Parses a hosts file line by line, handing each entry (or the problem with its line) to
+/// `each` in file order, so a caller can use the entries without holding them all.
+pub fn parse_each(file: &str, text: &str, mut each: impl FnMut(Result<HostEntry, Problem>)) {
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let body = raw.trim();
         if body.is_empty() || body.starts_with('#') {
             continue;
         }
-        match parse_line(body) {
+        each(match parse_line(body) {
             Ok(mut entry) => {
                 entry.line = line;
-                entries.push(entry);
+                Ok(entry)
             }
-            Err(reason) => problems.push(Problem::new(file, line, reason)),
-        }
+            Err(reason) => Err(Problem::new(file, line, reason)),
+        });
     }
-    (entries, problems)
 }
 
 /// Parses one host line (without its line number).
