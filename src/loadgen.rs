@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use dhcproto::v4::MessageType;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::dhcp::batch::{RecvBatch, SendBatch};
+use crate::dhcp::batch::{nothing_received, RecvBatch, SendBatch};
 use crate::dhcp::wire::{self, RequestBuilder};
 use crate::table::MacAddr;
 
@@ -242,13 +242,7 @@ fn drive(
         };
         match got {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if nothing_received(&e) => {}
             Err(e) => return Err(e),
         }
         for (reply, _) in rx.iter() {
@@ -349,14 +343,7 @@ pub fn null_responder(iface: &str, server: Ipv4Addr, stop: Arc<AtomicBool>) -> i
     while !stop.load(Ordering::Relaxed) {
         let n = match socket.recv_from(&mut buf) {
             Ok((n, _)) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+            Err(e) if nothing_received(&e) => continue,
             Err(e) => return Err(e),
         };
         let Some(req) = buf.get(..n) else { continue };

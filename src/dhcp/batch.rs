@@ -17,6 +17,15 @@ use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrIn};
 /// anything longer arrives truncated and is reported as such, never handed on cut short.
 pub const SLOT: usize = 4096;
 
+/// Whether a receive ended with nothing to read and is simply tried again: its timeout passed
+/// (`WouldBlock` or `TimedOut`, by platform), nothing was queued, or a signal interrupted it.
+pub fn nothing_received(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 /// One datagram taken by [`RecvBatch::recv`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
@@ -205,6 +214,7 @@ mod tests {
             e.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
         ));
+        assert!(nothing_received(&e));
         a.send_to(&vec![7u8; SLOT + 100], b.local_addr().unwrap())
             .unwrap();
         assert_eq!(rx.recv(&b).unwrap(), 1);

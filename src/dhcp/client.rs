@@ -165,14 +165,7 @@ impl Client {
             while Instant::now() < deadline {
                 let (n, from) = match self.socket.recv_from(&mut buf) {
                     Ok(r) => r,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        continue
-                    }
+                    Err(e) if super::batch::nothing_received(&e) => continue,
                     Err(e) => return Err(e),
                 };
                 let Ok(msg) = Message::decode(&mut Decoder::new(buf.get(..n).unwrap_or(&[])))

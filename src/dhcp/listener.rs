@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use super::arp;
-use super::batch::{RecvBatch, SendBatch};
+use super::batch::{nothing_received, RecvBatch, SendBatch};
 use super::engine::{Decision, Destination, Engine, RxMeta, Transmit};
 use super::lease::LeaseChange;
 use super::stats::{DropReason, Stats};
@@ -118,7 +118,7 @@ pub fn run(
     while !*shutdown.borrow() && shutdown.has_changed().is_ok() {
         match batch.recv(&socket) {
             Ok(_) => {}
-            Err(e) if is_timeout(&e) => continue,
+            Err(e) if nothing_received(&e) => continue,
             Err(e) => {
                 if let Some(held) = limiter.allow("recv", Instant::now()) {
                     tracing::warn!(bridge, error = %e, suppressed = held, "dhcp receive failed");
@@ -180,13 +180,6 @@ pub fn run(
     Ok(())
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
-}
-
 /// Batches waiting for the writer; bounds memory and pushes back on the receive loop.
 const COMMIT_QUEUE: usize = 64;
 
@@ -195,38 +188,6 @@ const COMMIT_QUEUE: usize = 64;
 struct Pending {
     changes: Vec<LeaseChange>,
     replies: Vec<Transmit>,
-    before: Vec<Option<crate::dhcp::Lease>>,
-}
-
-/// For the script's add/old/del: the lease each change replaces, in the order the changes are
-/// made (a later change in the group sees the earlier ones, not the store as it was).
-fn what_each_change_replaces(store: &LeaseStore, group: &mut [Pending]) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut overlay: std::collections::HashMap<Ipv4Addr, Option<crate::dhcp::Lease>> =
-        std::collections::HashMap::new();
-    for p in group.iter_mut() {
-        p.before = p
-            .changes
-            .iter()
-            .map(|c| {
-                let ip = c.key();
-                let prior = match overlay.get(&ip) {
-                    Some(known) => known.clone(),
-                    None => store.get(ip).filter(|l| l.is_active(now)),
-                };
-                let after = match c {
-                    LeaseChange::Grant(l) => Some(l.clone()),
-                    LeaseChange::Release { mac, .. } | LeaseChange::Decline { mac, .. } => {
-                        prior.clone().filter(|l| l.mac != *mac)
-                    }
-                };
-                overlay.insert(ip, after);
-                prior
-            })
-            .collect();
-    }
 }
 
 /// The lease writer of one bridge (a thread): takes every batch that is queued, makes them
@@ -240,28 +201,33 @@ fn write_and_send(
 ) {
     let mut limiter = LogLimiter::new(Duration::from_secs(1));
     let mut sender = SendBatch::new(BATCH);
-    let mut changes: Vec<LeaseChange> = Vec::new();
     let mut acks: Vec<Transmit> = Vec::new();
+    let mut replaced: Vec<Option<crate::dhcp::Lease>> = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         group.extend(rx.try_iter());
-        if shared.script.is_some() {
-            what_each_change_replaces(&shared.store, &mut group);
-        }
-        changes.clear();
         acks.clear();
+        replaced.clear();
         for p in &mut group {
-            changes.extend(p.changes.iter().cloned());
             acks.append(&mut p.replies);
         }
-        if let Err(e) = shared.store.commit(&changes) {
+        let changes = group.iter().flat_map(|p| p.changes.iter());
+        let committed = match &shared.script {
+            // The script is told what each change replaced, as the store saw it under its lock.
+            Some(_) => shared
+                .store
+                .commit_with(changes.clone(), |_, prior| replaced.push(prior)),
+            None => shared.store.commit(changes.clone()),
+        };
+        if let Err(e) = committed {
             tracing::error!(bridge, error = %e, "lease journal write failed; withholding ACKs");
             continue;
         }
         if let Some(script) = &shared.script {
-            for p in &group {
-                tell_script(script, bridge, &p.changes, &p.before);
-            }
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            tell_script(script, bridge, changes, &replaced, now);
         }
         send_all(&mut sender, socket, bridge, &acks, &mut limiter);
     }
@@ -314,17 +280,21 @@ fn destination(
     })
 }
 
-fn tell_script(
+/// Tells the dhcp-script of committed changes: `replaced` holds, change by change, the lease
+/// each one took the place of; only leases still active at `now` count.
+fn tell_script<'c>(
     script: &crate::compat::script::ScriptRunner,
     bridge: &str,
-    changes: &[LeaseChange],
-    before: &[Option<crate::dhcp::Lease>],
+    changes: impl Iterator<Item = &'c LeaseChange>,
+    replaced: &[Option<crate::dhcp::Lease>],
+    now: u64,
 ) {
     use crate::compat::script::Action;
-    for (change, prior) in changes.iter().zip(before) {
+    for (change, prior) in changes.zip(replaced) {
+        let prior = prior.as_ref().filter(|p| p.is_active(now));
         match change {
             LeaseChange::Grant(l) => {
-                let renewal = prior.as_ref().is_some_and(|p| p.mac == l.mac);
+                let renewal = prior.is_some_and(|p| p.mac == l.mac);
                 if let (Some(p), false) = (prior, renewal) {
                     script.send(Action::Del, p.clone(), bridge); // the address changed hands
                 }
@@ -334,8 +304,9 @@ fn tell_script(
                     bridge,
                 );
             }
-            LeaseChange::Release { mac, .. } | LeaseChange::Decline { mac, .. } => {
-                if let Some(p) = prior.as_ref().filter(|p| p.mac == *mac) {
+            // The store ends a lease only for its holder, so `prior` is that lease.
+            LeaseChange::Release { .. } | LeaseChange::Decline { .. } => {
+                if let Some(p) = prior {
                     script.send(Action::Del, p.clone(), bridge);
                 }
             }

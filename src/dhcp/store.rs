@@ -87,7 +87,7 @@ pub struct LeaseStore {
     fsync: bool,
     lease_file: Option<PathBuf>,
     lease_file_dirty: AtomicBool,
-    /// The earliest expiry among the leases last written to the lease file.
+    /// No lease expires before this (grants lower it; [`LeaseStore::expire`] sets it exactly).
     next_expiry: AtomicU64,
 }
 
@@ -156,13 +156,29 @@ impl LeaseStore {
 
     /// Makes the changes durable (one write, one fdatasync), then applies them to the map.
     /// Call before sending the replies that announce them; on `Err` send none of them.
-    pub fn commit(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let mut buf = Vec::with_capacity(64 * changes.len());
-        for c in changes {
+    pub fn commit<'c>(
+        &self,
+        changes: impl IntoIterator<Item = &'c LeaseChange> + Clone,
+    ) -> Result<(), StoreError> {
+        self.commit_with(changes, |_, _| {})
+    }
+
+    /// Like [`commit`](Self::commit), and tells `replaced`, change by change in order, the lease
+    /// each one took the place of (the address's previous holder for a grant, the lease a
+    /// RELEASE or DECLINE ended), as the map had it under the journal lock.
+    pub fn commit_with<'c>(
+        &self,
+        changes: impl IntoIterator<Item = &'c LeaseChange> + Clone,
+        mut replaced: impl FnMut(&'c LeaseChange, Option<Lease>),
+    ) -> Result<(), StoreError> {
+        let mut buf = Vec::new();
+        let mut count = 0u64;
+        for c in changes.clone() {
             journal::encode(c, &mut buf);
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(());
         }
         let mut j = self.lock();
         if !j.healthy {
@@ -193,7 +209,7 @@ impl LeaseStore {
         j.len += buf.len() as u64;
         // Still under the lock: a compaction cannot slip between the journal and the map.
         for c in changes {
-            apply(&self.map, c);
+            replaced(c, apply(&self.map, c));
             if let LeaseChange::Grant(l) = c {
                 if let Some(e) = l.expires {
                     self.next_expiry.fetch_min(e, Ordering::Relaxed);
@@ -201,8 +217,7 @@ impl LeaseStore {
             }
         }
         drop(j);
-        self.records
-            .fetch_add(changes.len() as u64, Ordering::Relaxed);
+        self.records.fetch_add(count, Ordering::Relaxed);
         self.lease_file_dirty.store(true, Ordering::Release);
         Ok(())
     }
@@ -231,19 +246,25 @@ impl LeaseStore {
     }
 
     /// Removes the leases that expired by `now` and returns them (for the dhcp-script's `del`).
-    /// Replay drops expired leases anyway, so this needs no journal record.
+    /// Replay drops expired leases anyway, so this needs no journal record. Costs one atomic
+    /// read until the earliest expiry comes; then one pass, which finds the next one.
     pub fn expire(&self, now: u64) -> Vec<Lease> {
-        let _j = self.lock();
-        let expired: Vec<Lease> = self
-            .map
-            .iter()
-            .filter(|l| !l.is_active(now))
-            .map(|l| l.clone())
-            .collect();
-        for l in &expired {
-            self.map
-                .remove_if(&l.ip, |_, held| held.mac == l.mac && !held.is_active(now));
+        if now < self.next_expiry.load(Ordering::Relaxed) {
+            return Vec::new();
         }
+        let _j = self.lock();
+        let mut expired = Vec::new();
+        let mut next = u64::MAX;
+        self.map.retain(|_, l| {
+            if l.is_active(now) {
+                next = next.min(l.expires.unwrap_or(u64::MAX));
+                return true;
+            }
+            expired.push(l.clone());
+            false
+        });
+        // Under the journal lock, so no grant's fetch_min is lost.
+        self.next_expiry.store(next, Ordering::Relaxed);
         if !expired.is_empty() {
             self.lease_file_dirty.store(true, Ordering::Release);
         }
@@ -278,22 +299,17 @@ impl LeaseStore {
     }
 
     /// Rewrites the dnsmasq-format lease file with the leases active at `now`, if leases
-    /// changed or one expired since the last write.
+    /// changed or one expired since the last write (expired ones are removed first, through
+    /// [`expire`](Self::expire), which is all but free when none has).
     pub fn flush_lease_file(&self, now: u64) -> Result<(), StoreError> {
         let Some(path) = &self.lease_file else {
             return Ok(());
         };
-        let expired = now >= self.next_expiry.load(Ordering::Relaxed);
-        if !self.lease_file_dirty.swap(false, Ordering::AcqRel) && !expired {
+        self.expire(now);
+        if !self.lease_file_dirty.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
         let leases = self.active(now);
-        let next = leases
-            .iter()
-            .filter_map(|l| l.expires)
-            .min()
-            .unwrap_or(u64::MAX);
-        self.next_expiry.store(next, Ordering::Relaxed);
         let mut text = String::new();
         for l in &leases {
             text.push_str(&dnsmasq_line(l));
@@ -323,14 +339,13 @@ impl super::engine::LeaseView for Holders<'_> {
     }
 }
 
-fn apply(map: &DashMap<Ipv4Addr, Lease>, change: &LeaseChange) {
+/// Applies one change; returns the lease it took the place of.
+fn apply(map: &DashMap<Ipv4Addr, Lease>, change: &LeaseChange) -> Option<Lease> {
     match change {
-        LeaseChange::Grant(lease) => {
-            map.insert(lease.ip, lease.clone());
-        }
+        LeaseChange::Grant(lease) => map.insert(lease.ip, lease.clone()),
+        // Only the holder can end a lease.
         LeaseChange::Release { mac, ip } | LeaseChange::Decline { mac, ip } => {
-            // Only the holder can end a lease.
-            map.remove_if(ip, |_, l| l.mac == *mac);
+            map.remove_if(ip, |_, l| l.mac == *mac).map(|(_, l)| l)
         }
     }
 }
