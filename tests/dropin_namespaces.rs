@@ -293,6 +293,8 @@ fn a_hup_every_10ms_under_load_drops_no_request() {
         || nova.log(),
     );
     assert!(sent > 100, "the storm sent {sent} signals");
+    let reloads = nova.log().matches("table reloaded (SIGHUP)").count();
+    assert!(reloads > 5, "only {reloads} reloads:\n{}", nova.log());
     assert!(alive(pid));
     signal(pid, libc::SIGTERM);
 }

@@ -29,17 +29,20 @@ pub fn hosts_text(n: u32) -> String {
         .collect()
 }
 
-/// A table of one network with `n` bindings, read from a hosts file as the daemon reads it.
-pub fn table(n: u32) -> Table {
-    let dir = std::env::temp_dir().join(format!("netnode-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let hosts = dir.join("hosts");
+/// A config of one network whose hosts file (in the returned directory, which must outlive its
+/// use) holds `n` bindings.
+pub fn config(n: u32) -> (tempfile::TempDir, ConfigFile) {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, hosts_text(n)).unwrap();
     let text = format!("[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"198.18.0.0/15\"\ngateway = \"198.18.0.1\"\nlease_time = \"120s\"\ndomain = \"novalocal\"\nhosts_file = {hosts:?}\n");
-    let t =
-        build::from_config(&ConfigFile::parse(&text).unwrap(), Path::new("bench.toml")).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    t
+    (dir, ConfigFile::parse(&text).unwrap())
+}
+
+/// A table of one network with `n` bindings, read from a hosts file as the daemon reads it.
+pub fn table(n: u32) -> Table {
+    let (_dir, config) = config(n);
+    build::from_config(&config, Path::new("bench.toml")).unwrap()
 }
 
 /// A parameter request list as a cloud image's dhclient sends it.

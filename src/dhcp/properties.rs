@@ -176,7 +176,9 @@ proptest! {
         if let Some(m) = max_size { b = b.option(57, &m.to_be_bytes()); }
         if let Some(r) = &relay { b = b.option(82, r); }
         let packet = b.build();
-        let Ok(req) = wire::parse(&packet) else { return Ok(()) };
+        let req = wire::parse(&packet);
+        prop_assert!(req.is_ok(), "{:?}", req);
+        let Ok(req) = req else { return Ok(()) };
         let mut options = options;
         options.sort_by_key(|(c, _)| *c);
         let options: Vec<(u8, &[u8])> = options.iter().map(|(c, v)| (*c, v.as_slice())).collect();

@@ -195,7 +195,7 @@ pub fn encode(spec: &ReplySpec<'_>) -> Option<Vec<u8>> {
     out.extend_from_slice(&req.giaddr.octets());
     out.extend_from_slice(&req.chaddr.0);
     out.resize(out.len() + 10 + 64 + 128, 0); // rest of chaddr, sname, fname
-    out.extend_from_slice(&MAGIC_COOKIE);
+    out.extend_from_slice(&super::wire::MAGIC);
     // By code, relay information last (RFC 3046 section 2.1), as dhcproto orders them.
     let codes = chosen.codes().filter(|&code| code != 82).chain(Some(82));
     for (code, data) in codes.filter_map(|code| Some((code, chosen.get(code)?))) {
@@ -211,9 +211,6 @@ pub fn encode(spec: &ReplySpec<'_>) -> Option<Vec<u8>> {
     }
     Some(out)
 }
-
-/// RFC 2131 section 3: the first four bytes of the options field.
-const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 
 /// The reference encoder: the same reply through dhcproto's owned `Message`.
 #[cfg(test)]

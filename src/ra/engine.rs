@@ -316,7 +316,7 @@ impl Advertiser {
         if hop_limit != 255 {
             return Received::Drop(RaDrop::BadHopLimit);
         }
-        if (u128::from(src) >> 118) != 0x3fa {
+        if !src.is_unicast_link_local() {
             return Received::Drop(RaDrop::NotLinkLocal);
         }
         let theirs = match wire::parse_ra(bytes) {
