@@ -235,13 +235,14 @@ pub fn render(inst: &Instance, table: &Table, settings: &MetadataSettings) -> In
         let mut names = vec!["meta_data.json"];
         let mut files: Vec<(&str, Node)> =
             vec![("meta_data.json", meta_data_json(inst, &host, version))];
+        // User data is shared with the table's copy (an Arc), not copied per version.
         if let Some(ud) = &inst.user_data {
             names.push("user_data");
             files.push((
                 "user_data",
                 Node {
                     content_type: TEXT,
-                    content: Content::Static(Bytes::copy_from_slice(ud)),
+                    content: Content::Static(Bytes::from_owner(ud.clone())),
                 },
             ));
         }
@@ -378,7 +379,7 @@ fn ec2(inst: &Instance, host: &str, version: &str) -> Entry {
     if let Some(ud) = &inst.user_data {
         top.insert(
             "user-data".to_string(),
-            Entry::Leaf(Bytes::copy_from_slice(ud)),
+            Entry::Leaf(Bytes::from_owner(ud.clone())),
         );
     }
     Entry::Dir(top, None)
