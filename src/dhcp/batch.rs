@@ -37,7 +37,8 @@ pub struct Received {
     pub truncated: bool,
 }
 
-/// Receive buffers and headers for up to `slots` datagrams per call, allocated once.
+/// Receive buffers and headers for up to `slots` datagrams per call, allocated once (each call
+/// still builds its short list of buffer slices).
 pub struct RecvBatch {
     buf: Vec<u8>,
     got: Vec<Received>,
@@ -104,7 +105,8 @@ impl RecvBatch {
     }
 }
 
-/// Send headers for up to `slots` datagrams per system call, allocated once.
+/// Send headers for up to `slots` datagrams per system call, allocated once (each call still
+/// builds its lists of slices and addresses).
 pub struct SendBatch {
     slots: usize,
     headers: MultiHeaders<SockaddrIn>,
