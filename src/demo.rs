@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 
 use crate::lab::clients::{parse_dhcpcd_output, Acquired, ClientKind, ClientRun};
 use crate::lab::{self, Daemon, Instance, Lab};
-use crate::ra::address::{self, Backend};
+use crate::table::ipv6::{self, Backend};
 
 /// Where instances find their metadata.
 const METADATA_IP: &str = "169.254.169.254";
@@ -235,7 +235,7 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
     for _ in 0..80 {
         interrupted()?;
         for row in rows.iter_mut().filter(|r| r.slaac.is_none()) {
-            let want = address::instance_address(
+            let want = ipv6::instance_address(
                 prefix.network(),
                 prefix.prefix(),
                 row.inst.mac,

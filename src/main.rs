@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use netnode::demo::{self, ClientChoice, DemoOptions};
 use netnode::dhcp::client::{self, Client, ClientConfig};
-use netnode::ra::address::{self, Backend};
+use netnode::table::ipv6::{self, Backend};
 use netnode::table::{build, MacAddr};
 
 /// netnode: the data plane of a cloud network node (DHCPv4 from a MAC-to-IP table per bridge).
@@ -231,7 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let net: ipnetwork::Ipv6Network = text
                 .parse()
                 .with_context(|| format!("{prefix:?} is not an IPv6 prefix"))?;
-            let addr = address::instance_address(
+            let addr = ipv6::instance_address(
                 net.network(),
                 net.prefix(),
                 mac,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{can_run_with, netnode};
 use netnode::lab::clients::{ClientKind, ClientRun};
 use netnode::lab::Lab;
-use netnode::ra::address::{instance_address, Backend};
+use netnode::table::ipv6::{instance_address, Backend};
 
 /// A lab, a networks directory as nova keeps it, and the programs as symlinks.
 struct Nova {

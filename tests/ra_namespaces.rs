@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{can_run_with, serve_with, Served, LEASE, SYSTEM_PYTHON};
 use netnode::lab::{self, Daemon, Instance, Lab};
-use netnode::ra::address::{instance_address, Backend};
+use netnode::table::ipv6::{instance_address, Backend};
 
 const NOVA_RA: &str = "cidr_v6 = \"fd00:1::/64\"\n[network.ra]\nprofile = \"nova\"\n";
 const RDISC6: (&str, &str) = ("rdisc6", "ndisc6");

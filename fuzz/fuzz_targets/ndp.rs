@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use netnode::ra::params::{RaConfig, RaParams};
+use netnode::table::ra::{RaConfig, RaParams};
 use netnode::ra::{Advertiser, Output, RaSpec, Received};
 use netnode::table::MacAddr;
 

@@ -6,7 +6,7 @@ use std::net::Ipv6Addr;
 
 use ipnetwork::Ipv6Network;
 
-use crate::ra::params::{Lifetime, RaConfig};
+use crate::table::ra::{Lifetime, RaConfig};
 
 /// One `interface` block.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -376,7 +376,7 @@ pub fn parse(text: &str) -> Result<Vec<RadvdInterface>, ConfError> {
                 }
             }
         }
-        crate::ra::params::RaParams::from_config(&iface.config).map_err(|reason| ConfError {
+        crate::table::ra::RaParams::from_config(&iface.config).map_err(|reason| ConfError {
             line: p.line(),
             reason: format!("interface {}: {reason}", iface.name),
         })?;
@@ -391,7 +391,7 @@ pub fn to_table(ifaces: &[RadvdInterface]) -> Result<crate::table::Table, String
         crate::table::build::from_config(&Default::default(), std::path::Path::new("radvd.conf"))
             .map_err(|e| e.to_string())?;
     for i in ifaces {
-        let params = crate::ra::params::RaParams::from_config(&i.config)
+        let params = crate::table::ra::RaParams::from_config(&i.config)
             .map_err(|e| format!("interface {}: {e}", i.name))?;
         if params.send && !i.prefixes.is_empty() {
             table.ra_only.push((

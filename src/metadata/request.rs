@@ -10,6 +10,7 @@ use hmac::{KeyInit, Mac};
 use http::{HeaderMap, Method, StatusCode};
 
 use super::tree::{Content, InstanceTree, Tree, TEXT};
+use crate::table::config::ForwardedHeader;
 use crate::table::instance::MetadataSettings;
 
 /// Largest password nova accepts.
@@ -114,18 +115,6 @@ pub fn normalise(raw: &str) -> Option<String> {
         }
     }
     Some(segments.join("/"))
-}
-
-/// Which header a trusted proxy writes the client's address into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For: client, proxy1, ...`.
-    #[default]
-    #[serde(rename = "x-forwarded-for")]
-    XForwardedFor,
-    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
-    #[serde(rename = "forwarded")]
-    Forwarded,
 }
 
 /// One hop of a forwarding header: an address, with a port or brackets (RFC 7239) removed.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ipnetwork::Ipv6Network;
 
-use super::params::RaParams;
+use crate::table::ra::RaParams;
 use super::wire::{self, NdpError, PrefixInfo, RouterAdvertisement};
 use crate::table::MacAddr;
 

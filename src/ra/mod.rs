@@ -1,11 +1,10 @@
 //! IPv6 router advertisements for SLAAC on every bridge (the radvd replacement): the wire
-//! format, the pure engine (schedule and packets), parameters with radvd's names, instance
-//! addresses, and the raw-socket listener.
+//! format, the pure engine (schedule and packets) and the raw-socket listener. The parameters
+//! (radvd's names) and instance addresses are configuration, so they live in the table
+//! ([`crate::table::ra`], [`crate::table::ipv6`]).
 
-pub mod address;
 pub mod engine;
 pub mod listener;
-pub mod params;
 pub mod wire;
 
 pub use engine::{Advertiser, Output, RaSpec, RaStats, Received};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::engine::{
     Advertiser, Output, RaDrop, RaSpec, Received, MIN_DELAY_BETWEEN_RAS, UNICAST_REPLIES_PER_SECOND,
 };
-use super::params::{RaConfig, RaParams};
+use crate::table::ra::{RaConfig, RaParams};
 use super::wire::{self, NdpError, RouterAdvertisement};
 use crate::table::MacAddr;
 

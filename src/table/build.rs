@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
-use crate::ra::params::RaParams;
+use super::ra::RaParams;
 
 use super::config::{ConfigFile, HostConfig, NetworkConfig};
 use super::hosts::{self, ClientIdMatch, HostEntry};

@@ -43,7 +43,19 @@ pub struct MetadataConfig {
     pub dhcp_domain: Option<String>,
     /// Which header trusted proxies write: `x-forwarded-for` (default) or `forwarded`.
     #[serde(default)]
-    pub forwarded_header: crate::metadata::request::ForwardedHeader,
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// Which header a trusted proxy writes the client's address into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, ...`.
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 /// One `[[instance]]`.
@@ -101,7 +113,7 @@ pub struct Ipv6Config {
     pub fixed_range: Option<String>,
     /// How instance addresses are computed: `rfc2462` (EUI-64, default) or `account_identifier`.
     #[serde(default)]
-    pub backend: crate::ra::address::Backend,
+    pub backend: super::ipv6::Backend,
 }
 
 /// One `[[network]]`.
@@ -146,7 +158,7 @@ pub struct NetworkConfig {
     pub cidr_v6: Option<String>,
     /// Router advertisement parameters, with radvd's names.
     #[serde(default)]
-    pub ra: crate::ra::params::RaConfig,
+    pub ra: super::ra::RaConfig,
     /// Bindings in hosts-file syntax from a command line (dnsmasq's `--dhcp-host`); not TOML.
     #[serde(skip)]
     pub host_lines: Vec<String>,

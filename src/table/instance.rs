@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::config::{InstanceConfig, MetadataConfig};
+use super::config::{ForwardedHeader, InstanceConfig, MetadataConfig};
 use super::{MacAddr, Network, Problem};
-use crate::ra::address::{self, Backend};
+use super::ipv6::{self, Backend};
 
 /// One network interface of an instance, found through its MAC's binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub struct MetadataSettings {
     /// Neutron proxy mode secret.
     pub proxy_shared_secret: Option<String>,
     /// The header trusted proxies write the client's address into.
-    pub forwarded_header: crate::metadata::request::ForwardedHeader,
+    pub forwarded_header: ForwardedHeader,
     /// Domain for host names when the network has none.
     pub dhcp_domain: String,
 }
@@ -179,7 +179,7 @@ pub fn build(
                 continue;
             };
             let ipv6 = net.cidr_v6.and_then(|p| {
-                address::instance_address(p.network(), p.prefix(), *mac, backend, Some(&project_id))
+                ipv6::instance_address(p.network(), p.prefix(), *mac, backend, Some(&project_id))
                     .ok()
             });
             nics.push(Nic {

@@ -6,9 +6,11 @@ pub mod config;
 pub mod duration;
 pub mod hosts;
 pub mod instance;
+pub mod ipv6;
 pub mod mac;
 pub mod options;
 pub mod opts;
+pub mod ra;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,8 +20,8 @@ use std::sync::Arc;
 
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
-use crate::ra::address::Backend;
-use crate::ra::params::RaParams;
+use ipv6::Backend;
+use ra::RaParams;
 
 pub use duration::LeaseTime;
 pub use hosts::ClientIdMatch;

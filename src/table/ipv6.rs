@@ -5,7 +5,7 @@ use std::net::Ipv6Addr;
 
 use sha1::{Digest, Sha1};
 
-use crate::table::MacAddr;
+use super::MacAddr;
 
 /// nova's `ipv6_backend` choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]

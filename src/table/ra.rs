@@ -194,7 +194,7 @@ impl RaParams {
             .as_ref()
             .map_or(Ok(three_max), |l| l.seconds("AdvDNSSLLifetime"))?;
         for d in &c.dnssl {
-            if !crate::table::hosts::is_hostname(d) {
+            if !super::hosts::is_hostname(d) {
                 return Err(format!("dnssl: {d:?} is not a domain name"));
             }
         }
