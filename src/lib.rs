@@ -4,9 +4,11 @@
 //! Protocol logic lives in pure engines ([`dhcp::Engine`]) that take values and return
 //! decisions; sockets, clocks and signals live in thin shells ([`dhcp::listener`], [`server`]).
 
+pub mod clock;
 pub mod compat;
 pub mod demo;
 pub mod dhcp;
+pub mod durable;
 pub mod lab;
 pub mod loadgen;
 pub mod metadata;
@@ -14,4 +16,8 @@ pub mod netif;
 pub mod ra;
 pub mod ratelimit;
 pub mod server;
+pub mod service;
+pub mod source;
+pub mod stats;
 pub mod table;
+pub mod timer;

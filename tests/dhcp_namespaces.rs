@@ -377,7 +377,11 @@ fn a_bridge_that_appears_later_is_served_without_a_restart() {
     fs::write(&s.config, config).unwrap();
     s.daemon.signal(libc::SIGHUP);
     s.daemon
-        .wait_for_log("cannot listen on the bridge yet", 1, Duration::from_secs(5))
+        .wait_for_log(
+            "the bridge does not exist; DHCP serves it once it appears",
+            1,
+            Duration::from_secs(5),
+        )
         .unwrap();
     // Move instance 2 onto the new bridge once it exists.
     let srv = &s.lab.server;
@@ -404,6 +408,40 @@ fn a_bridge_that_appears_later_is_served_without_a_restart() {
         "{text}\n{}",
         s.daemon.log_text()
     );
+}
+
+#[test]
+fn a_bridge_deleted_and_created_again_is_served_again() {
+    // nova's VLAN manager tears a project's network down and sets it up again; ifdown/ifup does
+    // the same. The daemon keeps running and must follow the new interface.
+    if !can_run("recreate", &[ClientKind::Dhclient]) {
+        return;
+    }
+    let mut s = serve("recreate", 1, 1, LEASE);
+    let inst = &s.lab.instances[0];
+    let first = ClientRun::new(inst, ClientKind::Dhclient, &s.lab.dir).unwrap();
+    first.obtain().unwrap();
+    first.release().unwrap();
+    let srv = &s.lab.server;
+    srv.ip(&["link", "del", "br100"]).unwrap();
+    s.daemon
+        .wait_for_log("the bridge went away", 1, Duration::from_secs(5))
+        .unwrap();
+    srv.ip(&["link", "add", "br100", "type", "bridge"]).unwrap();
+    srv.ip(&["addr", "add", "198.18.0.1/24", "dev", "br100"])
+        .unwrap();
+    srv.ip(&["link", "set", "br100", "up"]).unwrap();
+    srv.ip(&["link", "set", &inst.port, "master", "br100"])
+        .unwrap();
+    s.daemon
+        .wait_for_log("dhcp listening", 2, Duration::from_secs(5))
+        .unwrap();
+    let again = ClientRun::new(inst, ClientKind::Dhclient, &s.lab.dir.join("again")).unwrap();
+    again
+        .obtain()
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", s.daemon.log_text()));
+    let got = again.acquired().expect("the hook saw an address");
+    expect_binding(&got, s.lab.instance_ip(1), "vm-1", 120);
 }
 
 /// Runs `netnode bench` from the instance's namespace as relay 198.18.0.250; returns its

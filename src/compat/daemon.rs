@@ -4,8 +4,10 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid, ForkResult};
 
 /// The daemon's end of the pipe to the waiting parent.
 #[derive(Debug)]
@@ -39,28 +41,20 @@ impl Readiness {
 /// to /dev/null and stderr to `log` (or /dev/null), so the caller's pipes close. Must be called
 /// before any thread is started.
 pub fn daemonize(log: Option<&Path>) -> io::Result<Readiness> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array. Close-on-exec: the scripts the
-    // daemon runs must not inherit the write end and hold the parent open.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the descriptors were just created and are owned here, once each.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Close-on-exec: the scripts the daemon runs must not inherit the write end and hold the
+    // parent open.
+    let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC)?;
     // SAFETY: no other thread runs yet (documented precondition), so fork is safe.
-    match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error()),
-        0 => {
+    match unsafe { fork() }? {
+        ForkResult::Child => {
             drop(read_end);
-            // SAFETY: setsid has no memory preconditions.
-            unsafe { libc::setsid() };
+            setsid()?;
             redirect(log)?;
             Ok(Readiness {
                 pipe: Some(File::from(write_end)),
             })
         }
-        _child => {
+        ForkResult::Parent { .. } => {
             drop(write_end);
             let mut word = String::new();
             let _ = File::from(read_end).read_to_string(&mut word);
@@ -82,18 +76,14 @@ fn redirect(log: Option<&Path>) -> io::Result<()> {
         Some(path) => File::options().create(true).append(true).open(path)?,
         None => null.try_clone()?,
     };
-    use std::os::fd::AsRawFd;
-    // SAFETY: dup2 onto the standard descriptors of this (single-threaded) process.
-    unsafe {
-        libc::dup2(null.as_raw_fd(), 0);
-        libc::dup2(null.as_raw_fd(), 1);
-        libc::dup2(err.as_raw_fd(), 2);
-    }
+    dup2_stdin(&null)?;
+    dup2_stdout(&null)?;
+    dup2_stderr(&err)?;
     Ok(())
 }
 
 /// Writes the pid file (the daemon's own pid, newline-terminated, as dnsmasq and radvd do).
 pub fn write_pid_file(path: &Path) -> io::Result<()> {
-    crate::dhcp::store::write_atomically(path, format!("{}\n", std::process::id()).as_bytes())
+    crate::durable::write_atomically(path, format!("{}\n", std::process::id()).as_bytes())
         .map_err(|e| io::Error::other(e.to_string()))
 }

@@ -5,6 +5,8 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+use ipnetwork::Ipv4Network;
+
 use crate::table::config::{ConfigFile, NetworkConfig, StateConfig};
 use crate::table::{LeaseTime, Problem};
 
@@ -104,6 +106,27 @@ pub enum ArgError {
     },
 }
 
+/// Why a parsed command line cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No IPv4 `--dhcp-range`.
+    #[error("no IPv4 --dhcp-range: netnode's dnsmasq serves DHCP")]
+    NoRange,
+    /// More than one hosts or opts file.
+    #[error("netnode takes one --dhcp-hostsfile and one --dhcp-optsfile")]
+    SeveralFiles,
+    /// No local interface has an address in a range.
+    #[error("no interface has an address for the range starting {start} (listen addresses {listen:?}, interfaces {interfaces:?})")]
+    NoInterface {
+        /// The range's start.
+        start: Ipv4Addr,
+        /// `--listen-address`es.
+        listen: Vec<Ipv4Addr>,
+        /// `--interface`s.
+        interfaces: Vec<String>,
+    },
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Arity {
     Flag,
@@ -187,7 +210,7 @@ const IGNORED: &[&str] = &[
 /// Parses dnsmasq's arguments (without argv[0]). `read_conf` reads a `--conf-file`.
 pub fn parse(
     args: &[String],
-    read_conf: &dyn Fn(&str) -> Result<String, String>,
+    read_conf: &dyn Fn(&str) -> std::io::Result<String>,
 ) -> Result<DnsmasqOptions, ArgError> {
     let mut out = DnsmasqOptions::default();
     let mut pairs: Vec<(String, Option<String>)> = Vec::new();
@@ -243,7 +266,7 @@ fn apply(
     out: &mut DnsmasqOptions,
     name: &str,
     value: Option<String>,
-    read_conf: &dyn Fn(&str) -> Result<String, String>,
+    read_conf: &dyn Fn(&str) -> std::io::Result<String>,
     depth: u8,
 ) -> Result<(), ArgError> {
     let bad = |reason: String| ArgError::BadValue {
@@ -307,9 +330,9 @@ fn apply(
                 if depth > 4 {
                     return Err(bad("conf files nest too deep".into()));
                 }
-                let text = read_conf(&path).map_err(|reason| ArgError::ConfFile {
+                let text = read_conf(&path).map_err(|e| ArgError::ConfFile {
                     path: path.clone(),
-                    reason,
+                    reason: e.to_string(),
                 })?;
                 conf_file(out, &path, &text, read_conf, depth + 1)?;
             }
@@ -325,7 +348,7 @@ fn conf_file(
     out: &mut DnsmasqOptions,
     path: &str,
     text: &str,
-    read_conf: &dyn Fn(&str) -> Result<String, String>,
+    read_conf: &dyn Fn(&str) -> std::io::Result<String>,
     depth: u8,
 ) -> Result<(), ArgError> {
     for (n, raw) in text.lines().enumerate() {
@@ -419,18 +442,20 @@ fn parse_range(text: &str) -> Result<Option<DhcpRange>, String> {
     Ok(Some(range))
 }
 
-/// The network a range serves: its interface, the server's address on it and its prefix.
+/// The network a range serves: its interface, the server's address on it, and the subnet
+/// (the range's netmask, else the address's own prefix).
 fn locate(
     o: &DnsmasqOptions,
     r: &DhcpRange,
     addresses: &[(String, Ipv4Addr, u8)],
-) -> Result<(String, Ipv4Addr, u8), String> {
-    let in_subnet = |addr: Ipv4Addr, prefix: u8| {
-        let prefix = r
-            .netmask
-            .map_or(prefix, |m| u32::from(m).leading_ones() as u8);
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        (u32::from(addr) & mask == u32::from(r.start) & mask).then_some(prefix)
+) -> Result<(String, Ipv4Addr, Ipv4Network), ConfigError> {
+    let subnet_of = |addr: Ipv4Addr, prefix: u8| {
+        let subnet = match r.netmask {
+            Some(mask) => Ipv4Network::with_netmask(addr, mask).ok()?,
+            None => Ipv4Network::new(addr, prefix).ok()?,
+        };
+        let subnet = Ipv4Network::new(subnet.network(), subnet.prefix()).ok()?;
+        subnet.contains(r.start).then_some(subnet)
     };
     let usable = |name: &str| {
         !o.except_interfaces.iter().any(|e| e == name)
@@ -444,13 +469,12 @@ fn locate(
             if !usable(name) || !listening(addr) {
                 return None;
             }
-            in_subnet(*addr, *prefix).map(|p| (name.clone(), *addr, p))
+            subnet_of(*addr, *prefix).map(|net| (name.clone(), *addr, net))
         })
-        .ok_or_else(|| {
-            format!(
-                "no interface has an address for the range starting {} (listen addresses {:?}, interfaces {:?})",
-                r.start, o.listen_addresses, o.interfaces
-            )
+        .ok_or_else(|| ConfigError::NoInterface {
+            start: r.start,
+            listen: o.listen_addresses.clone(),
+            interfaces: o.interfaces.clone(),
         })
 }
 
@@ -459,26 +483,23 @@ fn locate(
 pub fn to_config(
     o: &DnsmasqOptions,
     addresses: &[(String, Ipv4Addr, u8)],
-) -> Result<ConfigFile, String> {
+) -> Result<ConfigFile, ConfigError> {
     if o.ranges.is_empty() {
-        return Err(
-            "no IPv4 --dhcp-range: netnode's dnsmasq serves DHCP (DNS is not served yet)".into(),
-        );
+        return Err(ConfigError::NoRange);
     }
     if o.hosts_files.len() > 1 || o.opts_files.len() > 1 {
-        return Err("netnode takes one --dhcp-hostsfile and one --dhcp-optsfile".into());
+        return Err(ConfigError::SeveralFiles);
     }
     let mut config = ConfigFile::default();
     for (i, r) in o.ranges.iter().enumerate() {
-        let (bridge, server, prefix) = locate(o, r, addresses)?;
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        let (bridge, server, subnet) = locate(o, r, addresses)?;
         if !r.is_static {
             tracing::warn!(start = %r.start, "a dynamic --dhcp-range is served in static mode: only hosts with a binding get an address");
         }
         config.network.push(NetworkConfig {
             name: r.tag.clone().unwrap_or_else(|| format!("range{i}")),
             bridge,
-            cidr: format!("{}/{prefix}", Ipv4Addr::from(u32::from(r.start) & mask)),
+            cidr: subnet.to_string(),
             // dnsmasq's default router is its own address; nova's opts file sets option 3.
             gateway: Some(server),
             server_address: Some(server),
@@ -522,7 +543,7 @@ pub fn to_config(
 
 /// Reads the `--addn-hosts` files (`<ip> <name>...` per line) and returns the lines that are not
 /// hosts lines, as problems. netnode keeps them for DNS, which is not served yet.
-pub fn check_addn_hosts(o: &DnsmasqOptions) -> Result<Vec<Problem>, String> {
+pub fn check_addn_hosts(o: &DnsmasqOptions) -> Vec<Problem> {
     let mut problems = Vec::new();
     for path in &o.addn_hosts {
         // dnsmasq warns about an unreadable addn-hosts file and goes on: so does netnode.
@@ -550,7 +571,7 @@ pub fn check_addn_hosts(o: &DnsmasqOptions) -> Result<Vec<Problem>, String> {
             }
         }
     }
-    Ok(problems)
+    problems
 }
 
 #[cfg(test)]
@@ -561,8 +582,8 @@ mod tests {
         text.split_whitespace().map(str::to_string).collect()
     }
 
-    fn no_conf(_: &str) -> Result<String, String> {
-        Err("not expected".into())
+    fn no_conf(_: &str) -> std::io::Result<String> {
+        Err(std::io::Error::other("not expected"))
     }
 
     /// nova's command line for br100, as linux_net.py builds it (without the env prefix).
@@ -623,7 +644,7 @@ mod tests {
                 "# comment\n\ndomain=example\nkeep-in-foreground\ndhcp-option=42,198.18.0.1\n"
                     .to_string(),
             ),
-            _ => Err("No such file".to_string()),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
         };
         let o = parse(
             &args("-k -x /run/d.pid -a 198.18.0.1 --conf-file=/etc/dnsmasq.conf -p0"),
@@ -704,9 +725,10 @@ mod tests {
             PathBuf::from("/var/lib/nova/networks/nova-br100.netnode")
         );
         assert_eq!(c.state.lease_file, None, "--leasefile-ro");
-        assert!(to_config(&o, &addrs[..2])
-            .unwrap_err()
-            .contains("no interface"));
+        assert!(matches!(
+            to_config(&o, &addrs[..2]),
+            Err(ConfigError::NoInterface { .. })
+        ));
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::daemon::{self, Readiness};
-use crate::server::{self, Source};
+use crate::server;
+use crate::service::ScriptSettings;
+use crate::source::Source;
 
 /// Where a drop-in daemon logs: `NETNODE_LOG_FILE`, or nowhere once it has daemonized (nova
 /// reads the program's output pipes to their end, so a daemon must not keep them).
@@ -30,7 +32,7 @@ fn run_daemon(
     foreground: bool,
     pid_file: Option<PathBuf>,
     source: Source,
-    script: Option<(PathBuf, Option<String>, bool)>,
+    script: Option<ScriptSettings>,
 ) -> i32 {
     let readiness = if foreground {
         Readiness::foreground()
@@ -48,13 +50,16 @@ fn run_daemon(
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(anyhow::Error::from)
+        .map_err(server::ServerError::from)
         .and_then(|rt| {
             let ready = readiness.clone();
             rt.block_on(server::serve_from(source, script, move |_| {
                 if let Some(p) = &pid_file {
                     daemon::write_pid_file(p).map_err(|e| {
-                        anyhow::anyhow!("writing the pid file {}: {e}", p.display())
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("writing the pid file {}: {e}", p.display()),
+                        )
                     })?;
                 }
                 ready.lock().unwrap_or_else(|p| p.into_inner()).ready();
@@ -64,7 +69,7 @@ fn run_daemon(
     match result {
         Ok(()) => 0,
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = e.to_string();
             tracing::error!("{program}: {msg}");
             readiness
                 .lock()
@@ -80,7 +85,7 @@ fn run_daemon(
 
 /// `dnsmasq [options]`.
 pub fn dnsmasq(args: &[String]) -> i32 {
-    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| e.to_string());
+    let read = |p: &str| std::fs::read_to_string(p);
     let opts = match super::dnsmasq::parse(args, &read) {
         Ok(o) => o,
         Err(e) => {
@@ -94,10 +99,11 @@ pub fn dnsmasq(args: &[String]) -> i32 {
     if opts.port != Some(0) {
         eprintln!("dnsmasq: netnode does not serve DNS yet; only DHCP is served");
     }
-    let script = opts
-        .script
-        .clone()
-        .map(|s| (s, opts.domain.clone(), opts.leasefile_ro));
+    let script = opts.script.clone().map(|path| ScriptSettings {
+        path,
+        domain: opts.domain.clone(),
+        leasefile_ro: opts.leasefile_ro,
+    });
     let (foreground, pid) = (opts.foreground, opts.pid_file.clone());
     run_daemon(
         "dnsmasq",
@@ -140,7 +146,7 @@ pub fn radvd(args: &[String]) -> i32 {
     }
     // A bad config is an error with line and reason before anything forks.
     if let Err(e) = Source::Radvd(conf.clone()).load() {
-        eprintln!("radvd: {e:#}");
+        eprintln!("radvd: {e}");
         return 1;
     }
     run_daemon("radvd", foreground, pid, Source::Radvd(conf), None)

@@ -6,7 +6,10 @@ use std::net::Ipv6Addr;
 
 use ipnetwork::Ipv6Network;
 
-use crate::table::ra::{Lifetime, RaConfig};
+use std::sync::Arc;
+
+use crate::table::ra::{Lifetime, RaConfig, RaParams};
+use crate::table::{RaOnly, Table};
 
 /// One `interface` block.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -19,6 +22,8 @@ pub struct RadvdInterface {
     pub prefixes: Vec<Ipv6Network>,
     /// `route` and `clients` blocks and options netnode accepts but does not act on.
     pub ignored: Vec<String>,
+    /// The validated parameters (set once the interface block is read whole).
+    pub params: Option<Arc<RaParams>>,
 }
 
 /// A radvd.conf error: the line and what is wrong.
@@ -376,29 +381,27 @@ pub fn parse(text: &str) -> Result<Vec<RadvdInterface>, ConfError> {
                 }
             }
         }
-        crate::table::ra::RaParams::from_config(&iface.config).map_err(|reason| ConfError {
+        let params = RaParams::from_config(&iface.config).map_err(|reason| ConfError {
             line: p.line(),
             reason: format!("interface {}: {reason}", iface.name),
         })?;
+        iface.params = Some(Arc::new(params));
         out.push(iface);
     }
     Ok(out)
 }
 
 /// The table of a radvd.conf: only advertising interfaces.
-pub fn to_table(ifaces: &[RadvdInterface]) -> Result<crate::table::Table, String> {
-    let mut table =
-        crate::table::build::from_config(&Default::default(), std::path::Path::new("radvd.conf"))
-            .map_err(|e| e.to_string())?;
+pub fn to_table(ifaces: &[RadvdInterface]) -> Table {
+    let mut table = Table::empty();
     for i in ifaces {
-        let params = crate::table::ra::RaParams::from_config(&i.config)
-            .map_err(|e| format!("interface {}: {e}", i.name))?;
+        let Some(params) = &i.params else { continue };
         if params.send && !i.prefixes.is_empty() {
-            table.ra_only.push((
-                i.name.clone(),
-                std::sync::Arc::new(params),
-                i.prefixes.clone(),
-            ));
+            table.ra_only.push(RaOnly {
+                interface: i.name.clone(),
+                params: params.clone(),
+                prefixes: i.prefixes.clone(),
+            });
         }
         for what in &i.ignored {
             tracing::info!(
@@ -408,7 +411,7 @@ pub fn to_table(ifaces: &[RadvdInterface]) -> Result<crate::table::Table, String
             );
         }
     }
-    Ok(table)
+    table
 }
 
 #[cfg(test)]

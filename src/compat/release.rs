@@ -6,6 +6,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use dhcproto::v4::MessageType;
+use ipnetwork::Ipv4Network;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::dhcp::wire::RequestBuilder;
@@ -25,25 +26,59 @@ pub struct Release {
     pub client_id: Option<Vec<u8>>,
 }
 
+/// dhcp_release's usage line.
+pub const USAGE: &str = "usage: dhcp_release <interface> <address> <MAC address> [<client_id>]";
+
+/// Why a release was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// Too few or too many arguments.
+    #[error("{USAGE}")]
+    Usage,
+    /// An argument that does not parse.
+    #[error("bad {what} {value:?}")]
+    Bad {
+        /// Which argument.
+        what: &'static str,
+        /// What it was.
+        value: String,
+    },
+    /// The interface does not exist.
+    #[error("no interface {0}")]
+    NoInterface(String),
+    /// The interface has no address in the lease's subnet (so no server to release to).
+    #[error("no IPv4 address on {interface} in the subnet of {ip}")]
+    NoServer {
+        /// The interface.
+        interface: String,
+        /// The leased address.
+        ip: Ipv4Addr,
+    },
+    /// Sending failed.
+    #[error("sending the release: {0}")]
+    Send(#[from] io::Error),
+}
+
 /// Parses dhcp_release's arguments (without argv[0]).
-pub fn parse(args: &[String]) -> Result<Release, String> {
-    let usage = "usage: dhcp_release <interface> <address> <MAC address> [<client_id>]";
+pub fn parse(args: &[String]) -> Result<Release, ReleaseError> {
     let [interface, ip, mac, rest @ ..] = args else {
-        return Err(usage.into());
+        return Err(ReleaseError::Usage);
     };
     if rest.len() > 1 {
-        return Err(usage.into());
+        return Err(ReleaseError::Usage);
     }
+    let bad = |what, value: &str| ReleaseError::Bad {
+        what,
+        value: value.to_string(),
+    };
     let client_id = match rest.first().map(String::as_str) {
         None | Some("*") => None,
-        Some(id) => Some(hex_bytes(id).ok_or_else(|| format!("bad client id {id:?}"))?),
+        Some(id) => Some(hex_bytes(id).ok_or_else(|| bad("client id", id))?),
     };
     Ok(Release {
         interface: interface.clone(),
-        ip: ip.parse().map_err(|_| format!("bad address {ip:?}"))?,
-        mac: mac
-            .parse()
-            .map_err(|_| format!("bad MAC address {mac:?}"))?,
+        ip: ip.parse().map_err(|_| bad("address", ip))?,
+        mac: mac.parse().map_err(|_| bad("MAC address", mac))?,
         client_id,
     })
 }
@@ -51,8 +86,8 @@ pub fn parse(args: &[String]) -> Result<Release, String> {
 /// The server address: the interface's IPv4 address whose subnet holds the leased address.
 pub fn server_address(r: &Release, addresses: &[(String, Ipv4Addr, u8)]) -> Option<Ipv4Addr> {
     addresses.iter().find_map(|(name, addr, prefix)| {
-        let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
-        (*name == r.interface && u32::from(*addr) & mask == u32::from(r.ip) & mask).then_some(*addr)
+        let subnet = Ipv4Network::new(*addr, *prefix).ok()?;
+        (*name == r.interface && subnet.contains(r.ip)).then_some(*addr)
     })
 }
 
@@ -68,15 +103,15 @@ pub fn packet(r: &Release, server: Ipv4Addr) -> Vec<u8> {
 }
 
 /// Sends the release; an error says why (no such interface, no address in the lease's subnet).
-pub fn send(r: &Release) -> io::Result<()> {
+pub fn send(r: &Release) -> Result<(), ReleaseError> {
+    if crate::netif::index(&r.interface).is_none() {
+        return Err(ReleaseError::NoInterface(r.interface.clone()));
+    }
     let server = server_address(r, &crate::netif::ipv4_addresses()).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "no IPv4 address on {} in the subnet of {}",
-                r.interface, r.ip
-            ),
-        )
+        ReleaseError::NoServer {
+            interface: r.interface.clone(),
+            ip: r.ip,
+        }
     })?;
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     socket.bind_device(Some(r.interface.as_bytes()))?;
@@ -111,10 +146,25 @@ mod tests {
                 .client_id,
             Some(vec![1, 2])
         );
-        assert!(parse(&args("br100 198.18.0.10")).is_err());
-        assert!(parse(&args("br100 nope fa:16:3e:00:00:01"))
-            .unwrap_err()
-            .contains("address"));
+        assert!(matches!(
+            parse(&args("br100 198.18.0.10")),
+            Err(ReleaseError::Usage)
+        ));
+        assert!(matches!(
+            parse(&args("br100 nope fa:16:3e:00:00:01")),
+            Err(ReleaseError::Bad {
+                what: "address",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_missing_interface_says_so() {
+        let r = parse(&args("netnode-no-such-if 198.18.0.10 fa:16:3e:00:00:01")).unwrap();
+        let e = send(&r).unwrap_err();
+        assert!(matches!(e, ReleaseError::NoInterface(_)), "{e}");
+        assert_eq!(e.to_string(), "no interface netnode-no-such-if");
     }
 
     #[test]

@@ -8,11 +8,11 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -145,12 +145,6 @@ impl ScriptRunner {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
@@ -177,7 +171,7 @@ async fn run_event(script: &PathBuf, domain: Option<&str>, ev: &Event) {
             cmd.env("DNSMASQ_LEASE_EXPIRES", e.to_string());
             cmd.env(
                 "DNSMASQ_TIME_REMAINING",
-                e.saturating_sub(unix_now()).to_string(),
+                e.saturating_sub(crate::clock::unix_now()).to_string(),
             );
         }
         None => {
@@ -213,19 +207,53 @@ async fn run_event(script: &PathBuf, domain: Option<&str>, ev: &Event) {
     }
 }
 
+/// Why the script's `init` gave no leases.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// It could not be started.
+    #[error("{}: {source}", script.display())]
+    Spawn {
+        /// The script.
+        script: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// It ran past [`RUN_LIMIT`] and was killed.
+    #[error("{} init ran longer than {}s and was killed", script.display(), RUN_LIMIT.as_secs())]
+    TooLong {
+        /// The script.
+        script: PathBuf,
+    },
+    /// It exited unsuccessfully.
+    #[error("{} init failed ({status})", script.display())]
+    Failed {
+        /// The script.
+        script: PathBuf,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
+}
+
 /// Runs `<script> init` and reads its lease lines (with `--leasefile-ro`, the script is the
 /// lease store). Blocking, with the same time limit as every run.
-pub fn init(script: &PathBuf) -> Result<Vec<Lease>, String> {
+pub fn init(script: &Path) -> Result<Vec<Lease>, ScriptError> {
+    let spawn_error = |source| ScriptError::Spawn {
+        script: script.to_path_buf(),
+        source,
+    };
     let mut child = std::process::Command::new(script)
         .arg("init")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("{}: {e}", script.display()))?;
+        .map_err(spawn_error)?;
     // Read the output while the script runs (a large lease list would fill the pipe and block
     // it), and kill it if it runs past the limit.
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let Some(mut stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        return Err(spawn_error(std::io::Error::other("no stdout pipe")));
+    };
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();
         let _ = std::io::Read::read_to_end(&mut stdout, &mut text);
@@ -241,15 +269,19 @@ pub fn init(script: &PathBuf) -> Result<Vec<Lease>, String> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{} init ran too long", script.display()));
+                return Err(ScriptError::TooLong {
+                    script: script.to_path_buf(),
+                });
             }
         }
     };
-    let text = reader
-        .join()
-        .map_err(|_| "reading the script's output failed")?;
+    // The reader ends when the script's stdout closes; a panic there leaves no output.
+    let text = reader.join().unwrap_or_default();
     if !status.success() {
-        return Err(format!("{} init failed ({status})", script.display()));
+        return Err(ScriptError::Failed {
+            script: script.to_path_buf(),
+            status,
+        });
     }
     Ok(parse_leases(&String::from_utf8_lossy(&text)))
 }

@@ -121,7 +121,7 @@ impl Engine {
         let decision = match wire::parse(packet) {
             Ok(req) if !self.admit(req.chaddr, now) => Decision::Drop(DropReason::RateLimited),
             Ok(req) => {
-                self.stats.count_request(req.message_type);
+                self.stats.count_message(req.message_type);
                 if req.repeated_options > 0 {
                     self.stats.repeated_options += 1;
                 }
@@ -130,7 +130,7 @@ impl Engine {
             Err(e) => Decision::Drop(DropReason::Malformed(e)),
         };
         match &decision {
-            Decision::Reply { kind, .. } => self.stats.count_reply(*kind),
+            Decision::Reply { kind, .. } => self.stats.count_message(*kind),
             Decision::Record(change) => self.stats.count_record(change),
             Decision::Drop(reason) => self.stats.count_drop(*reason),
         }

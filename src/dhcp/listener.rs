@@ -1,327 +1,432 @@
-//! The DHCP listener of one bridge: the thin IO shell around [`Engine`].
+//! The DHCP listeners: the thin IO shell around [`Engine`], serving every bridge's socket from a
+//! fixed set of threads.
 //!
-//! Each wakeup: take up to [`BATCH`] datagrams in one system call, read the clock once, ask the
-//! engine about each, send the replies that change no lease, and hand the lease changes to the
-//! writer, which makes them durable (one journal write and one fdatasync for everything queued)
-//! before it sends the ACKs that announce them. An ACK whose lease could not be made durable is
-//! not sent.
+//! Each worker thread waits on one readiness set (epoll, through mio) holding its share of the
+//! bridges' sockets and a waker. Each wakeup: take up to [`BATCH`] datagrams from a ready
+//! socket in one system call, read the clock once, ask that bridge's engine about each, send
+//! the replies that change no lease, and hand the lease changes to the [lease
+//! writer](super::writer), which makes them durable before it sends the ACKs that announce
+//! them. An idle bridge costs nothing: no thread of its own and no timer; a stop or a new
+//! socket wakes the worker through its waker.
 
 #![allow(clippy::disallowed_methods)] // IO shell: reads the clock
 
+use std::collections::VecDeque;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::sync::watch;
 
-use super::arp;
 use super::batch::{nothing_received, RecvBatch, SendBatch};
-use super::engine::{Decision, Destination, Engine, RxMeta, Transmit};
-use super::lease::LeaseChange;
+use super::engine::{Decision, Engine, RxMeta, Transmit};
+use super::send::send_all;
 use super::stats::{DropReason, Stats};
-use super::store::LeaseStore;
+use super::store::Holders;
+use super::writer::{self, Pending, Shared};
 use crate::ratelimit::LogLimiter;
-use crate::table::{MacAddr, Table};
+use crate::stats::Counters;
+use crate::table::MacAddr;
 
-/// DHCP server port.
-pub const SERVER_PORT: u16 = 67;
-/// DHCP client port.
-pub const CLIENT_PORT: u16 = 68;
-/// Most datagrams handled per wakeup (bounds latency and the size of one journal write).
-pub const BATCH: usize = 64;
+pub use super::send::{BATCH, CLIENT_PORT, SERVER_PORT};
+/// Most worker threads, whatever the number of cores.
+pub const MAX_WORKERS: usize = 4;
+/// The waker's token; sockets use their slot number plus one.
+const WAKER: Token = Token(0);
 
 /// Opens the server socket of one bridge: port 67 on any address, bound to the device so each
-/// bridge has its own listener and replies leave through it, broadcast allowed.
-pub fn bind(bridge: &str, port: u16) -> io::Result<std::net::UdpSocket> {
+/// bridge has its own socket and replies leave through it, broadcast allowed. No SO_REUSEADDR:
+/// a bridge already served by another process (a second netnode, a dnsmasq) is refused with
+/// "address in use" rather than shared.
+pub fn bind(bridge: &str, port: u16) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
     socket.set_broadcast(true)?;
     socket.bind_device(Some(bridge.as_bytes()))?;
-    socket.set_nonblocking(true)?;
     // Room for bursts (boot storms, load tests): 4 MiB. SO_RCVBUF is capped by rmem_max (208 KiB
     // by default, and not settable inside a network namespace); as root SO_RCVBUFFORCE is not.
     let _ = socket.set_recv_buffer_size(4 << 20);
-    force_buffer(&socket, libc::SO_RCVBUFFORCE, 4 << 20);
-    force_buffer(&socket, libc::SO_SNDBUFFORCE, 4 << 20);
+    let _ = setsockopt(&socket, sockopt::RcvBufForce, &(4 << 20));
+    let _ = setsockopt(&socket, sockopt::SndBufForce, &(4 << 20));
     socket.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
     Ok(socket.into())
 }
 
-/// Sets a socket buffer size past the sysctl cap where privileges allow; otherwise leaves it.
-fn force_buffer(socket: &Socket, option: libc::c_int, bytes: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the option value is a c_int that lives for the call.
-    let _ = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-}
-
-/// What a listener needs besides its socket.
-#[derive(Clone)]
-pub struct Shared {
-    /// The current table.
-    pub table: Arc<ArcSwap<Table>>,
-    /// The lease store.
-    pub store: Arc<LeaseStore>,
-    /// Where the listener publishes its counters after each batch.
+/// One bridge's socket, as handed to a worker.
+pub struct BridgeSocket {
+    /// The bridge.
+    pub name: Arc<str>,
+    /// Its bound socket (blocking; received from without waiting once epoll says it is ready).
+    pub socket: Arc<UdpSocket>,
+    /// Where the worker publishes the bridge's counters after each batch; they carry on from
+    /// what is there (a recreated bridge keeps its counts).
     pub stats: Arc<Mutex<Stats>>,
-    /// dnsmasq's `--dhcp-script`, told of every lease change (drop-in mode).
-    pub script: Option<crate::compat::script::ScriptRunner>,
 }
 
-/// How long a blocked receive waits before it looks at the stop signal again. (Shutting the
-/// socket's receive side would wake it at once, but Linux reports that as an empty datagram
-/// with no sender address, which nix's recvmmsg would read uninitialised.)
-const STOP_POLL: Duration = Duration::from_millis(100);
+enum Command {
+    Add(BridgeSocket),
+    Remove(Arc<str>),
+}
 
-/// Serves one bridge until `shutdown` turns true, on the calling thread (a thread of its own:
-/// it blocks in the kernel between batches).
-///
-/// Two threads per bridge, and no more, because every wakeup of another thread costs about as
-/// much as handling a packet: this one receives a batch in one `recvmmsg`, asks the engine about
-/// each datagram and sends the replies that need no durability (OFFER, NAK, ACK to INFORM) in
-/// one `sendmmsg`; the lease writer (see [`write_and_send`]) makes lease changes durable and then
-/// sends the ACKs that announce them.
-pub fn run(
-    bridge: String,
-    socket: std::net::UdpSocket,
-    shared: Shared,
-    shutdown: watch::Receiver<bool>,
-) -> io::Result<()> {
-    socket.set_nonblocking(false)?;
-    socket.set_read_timeout(Some(STOP_POLL))?;
-    // Group commit: lease changes and the ACKs that announce them go to the writer, which makes
-    // everything queued durable with one write and one fdatasync, then sends those ACKs. The
-    // receive loop never waits for the disk, so under load one fsync covers many batches.
-    let (commit_tx, commit_rx) = std::sync::mpsc::sync_channel::<Pending>(COMMIT_QUEUE);
-    let writer = {
-        let (bridge, socket, shared) = (bridge.clone(), socket.try_clone()?, shared.clone());
-        std::thread::Builder::new()
-            .name(format!("dhcp-w-{bridge}"))
-            .spawn(move || write_and_send(&bridge, &socket, &shared, &commit_rx))?
-    };
-    let mut engine = Engine::new();
-    let mut limiter = LogLimiter::new(Duration::from_secs(1));
-    let mut batch = RecvBatch::new(BATCH);
-    let mut sender = SendBatch::new(BATCH);
-    let mut immediate: Vec<Transmit> = Vec::with_capacity(BATCH);
-    // A dropped sender means the server is gone: stop as well.
-    while !*shutdown.borrow() && shutdown.has_changed().is_ok() {
-        match batch.recv(&socket) {
-            Ok(_) => {}
-            Err(e) if nothing_received(&e) => continue,
-            Err(e) => {
-                if let Some(held) = limiter.allow("recv", Instant::now()) {
-                    tracing::warn!(bridge, error = %e, suppressed = held, "dhcp receive failed");
-                }
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let table = shared.table.load();
-        let holders = super::store::Holders {
-            store: &shared.store,
-            now,
-        };
-        let mut pending = Pending::default();
-        for (packet, rx) in batch.iter() {
-            let from = SocketAddr::V4(rx.from);
-            if rx.truncated {
-                engine.count_shell_drop(DropReason::Oversized);
-                log_drop(&mut limiter, &bridge, DropReason::Oversized, packet, from);
-                continue;
-            }
-            let rx_meta = RxMeta { bridge: &bridge };
-            match engine.handle_with_leases(&table, rx_meta, packet, now, &holders) {
-                Decision::Reply {
-                    transmit,
-                    lease: Some(change),
-                    ..
-                } => {
-                    pending.changes.push(change);
-                    pending.replies.push(transmit);
-                }
-                // OFFER, NAK, ACK to INFORM: nothing to make durable.
-                Decision::Reply {
-                    transmit,
-                    lease: None,
-                    ..
-                } => immediate.push(transmit),
-                Decision::Record(change) => {
-                    log_change(&bridge, &change);
-                    pending.changes.push(change);
-                }
-                Decision::Drop(reason) => log_drop(&mut limiter, &bridge, reason, packet, from),
-            }
-        }
-        send_all(&mut sender, &socket, &bridge, &immediate, &mut limiter);
-        immediate.clear();
-        if !pending.changes.is_empty() && commit_tx.send(pending).is_err() {
-            tracing::error!(bridge, "the lease writer stopped; stopping the listener");
-            break;
-        }
-        *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = *engine.stats();
+/// One worker thread and the way to reach it.
+struct Worker {
+    commands: Arc<Mutex<Vec<Command>>>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Sockets it serves (new ones go to the worker with the fewest).
+    load: usize,
+}
+
+impl Worker {
+    fn send(&self, command: Command) {
+        self.commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(command);
+        self.wake();
     }
-    drop(commit_tx);
-    let _ = writer.join();
-    *shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = *engine.stats();
-    Ok(())
-}
 
-/// Batches waiting for the writer; bounds memory and pushes back on the receive loop.
-const COMMIT_QUEUE: usize = 64;
-
-/// Lease changes of one receive batch, and the ACKs to send once they are durable.
-#[derive(Default)]
-struct Pending {
-    changes: Vec<LeaseChange>,
-    replies: Vec<Transmit>,
-}
-
-/// The lease writer of one bridge (a thread): takes every batch that is queued, makes them
-/// durable together, then sends their ACKs (or withholds them if the journal could not be
-/// written). Ends when the listener drops its end of the queue.
-fn write_and_send(
-    bridge: &str,
-    socket: &std::net::UdpSocket,
-    shared: &Shared,
-    rx: &std::sync::mpsc::Receiver<Pending>,
-) {
-    let mut limiter = LogLimiter::new(Duration::from_secs(1));
-    let mut sender = SendBatch::new(BATCH);
-    let mut acks: Vec<Transmit> = Vec::new();
-    let mut replaced: Vec<Option<crate::dhcp::Lease>> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        group.extend(rx.try_iter());
-        acks.clear();
-        replaced.clear();
-        for p in &mut group {
-            acks.append(&mut p.replies);
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            tracing::error!(error = %e, "cannot wake a dhcp worker");
         }
-        let changes = group.iter().flat_map(|p| p.changes.iter());
-        let committed = match &shared.script {
-            // The script is told what each change replaced, as the store saw it under its lock.
-            Some(_) => shared
-                .store
-                .commit_with(changes.clone(), |_, prior| replaced.push(prior)),
-            None => shared.store.commit(changes.clone()),
+    }
+}
+
+/// Every bridge's DHCP socket, served by a fixed set of worker threads and one lease writer.
+pub struct Listeners {
+    workers: Vec<Worker>,
+    /// Which worker serves each bridge.
+    assigned: std::collections::HashMap<Arc<str>, usize>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// Starts `workers` worker threads (at least one) and the lease writer; no socket yet.
+    pub fn start(shared: &Shared, workers: usize) -> io::Result<Listeners> {
+        let (commit, writer) = writer::start(shared.clone())?;
+        let mut started = Vec::new();
+        for i in 0..workers.max(1) {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let commands: Arc<Mutex<Vec<Command>>> = Arc::default();
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = {
+                let (commands, stop, shared, commit) = (
+                    commands.clone(),
+                    stop.clone(),
+                    shared.clone(),
+                    commit.clone(),
+                );
+                std::thread::Builder::new()
+                    .name(format!("dhcp-{i}"))
+                    .spawn(move || run(poll, &commands, &stop, &shared, &commit))?
+            };
+            started.push(Worker {
+                commands,
+                waker,
+                stop,
+                thread: Some(thread),
+                load: 0,
+            });
+        }
+        // Only the workers hold the commit queue now: the writer ends when they all have.
+        drop(commit);
+        Ok(Listeners {
+            workers: started,
+            assigned: Default::default(),
+            writer: Some(writer),
+        })
+    }
+
+    /// Serves a bridge's socket (replacing the one it had, if any).
+    pub fn add(&mut self, socket: BridgeSocket) {
+        self.remove(&socket.name);
+        let Some((i, worker)) = self
+            .workers
+            .iter_mut()
+            .enumerate()
+            .min_by_key(|(_, w)| w.load)
+        else {
+            return;
         };
-        if let Err(e) = committed {
-            tracing::error!(bridge, error = %e, "lease journal write failed; withholding ACKs");
+        worker.load += 1;
+        self.assigned.insert(socket.name.clone(), i);
+        worker.send(Command::Add(socket));
+    }
+
+    /// Stops serving a bridge; its socket is closed.
+    pub fn remove(&mut self, bridge: &str) {
+        if let Some(i) = self.assigned.remove(bridge) {
+            if let Some(worker) = self.workers.get_mut(i) {
+                worker.load = worker.load.saturating_sub(1);
+                worker.send(Command::Remove(bridge.into()));
+            }
+        }
+    }
+
+    /// Tells every worker to stop (they finish the batch in hand).
+    pub fn stop(&self) {
+        for w in &self.workers {
+            w.stop.store(true, Ordering::Release);
+            w.wake();
+        }
+    }
+
+    /// A handle that tells every worker to stop, for whoever holds the shutdown token.
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let workers: Vec<(Arc<AtomicBool>, Arc<Waker>)> = self
+            .workers
+            .iter()
+            .map(|w| (w.stop.clone(), w.waker.clone()))
+            .collect();
+        move || {
+            for (stop, waker) in &workers {
+                stop.store(true, Ordering::Release);
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    /// Stops and waits for the workers, then for the writer to make the last changes durable
+    /// and send their ACKs. Blocking.
+    pub fn join(mut self) {
+        self.stop();
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+        if let Some(t) = self.writer.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A bridge as its worker serves it.
+struct Slot {
+    name: Arc<str>,
+    socket: Arc<UdpSocket>,
+    engine: Engine,
+    /// The counters published before this socket (earlier sockets of the same bridge).
+    before: Stats,
+    published: Arc<Mutex<Stats>>,
+    /// In the ready queue already.
+    queued: bool,
+}
+
+impl Slot {
+    fn publish(&self) {
+        let mut total = self.before;
+        total.add(self.engine.stats());
+        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = total;
+    }
+}
+
+/// What one worker reuses from wakeup to wakeup.
+struct Buffers {
+    batch: RecvBatch,
+    sender: SendBatch,
+    immediate: Vec<Transmit>,
+    limiter: LogLimiter,
+}
+
+/// The loop of one worker thread: wait for readiness, serve the ready sockets a batch each
+/// (round robin, so a flooded bridge cannot starve the others), until told to stop.
+fn run(
+    mut poll: Poll,
+    commands: &Mutex<Vec<Command>>,
+    stop: &AtomicBool,
+    shared: &Shared,
+    commit: &SyncSender<Pending>,
+) {
+    let mut slots: Vec<Option<Slot>> = Vec::new();
+    let mut ready: VecDeque<usize> = VecDeque::new();
+    let mut events = Events::with_capacity(256);
+    let mut buffers = Buffers {
+        batch: RecvBatch::new(BATCH),
+        sender: SendBatch::new(BATCH),
+        immediate: Vec::with_capacity(BATCH),
+        limiter: LogLimiter::new(Duration::from_secs(1)),
+    };
+    while !stop.load(Ordering::Acquire) {
+        // Sleep until something happens, unless a socket still has datagrams waiting.
+        let timeout = (!ready.is_empty()).then_some(Duration::ZERO);
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!(error = %e, "dhcp worker cannot wait for its sockets; stopping it");
+                break;
+            }
             continue;
         }
-        if let Some(script) = &shared.script {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            tell_script(script, bridge, changes, &replaced, now);
-        }
-        send_all(&mut sender, socket, bridge, &acks, &mut limiter);
-    }
-}
-
-/// Sends replies in batches; a failure is logged (rate-limited) and the rest still go.
-fn send_all(
-    sender: &mut SendBatch,
-    socket: &std::net::UdpSocket,
-    bridge: &str,
-    replies: &[Transmit],
-    limiter: &mut LogLimiter,
-) {
-    let mut datagrams = Vec::with_capacity(replies.len());
-    for t in replies {
-        match destination(socket, bridge, t) {
-            Ok(to) => datagrams.push((to, t.payload.as_slice())),
-            Err(e) => send_failed(limiter, bridge, t, &e),
-        }
-    }
-    for (i, e) in sender.send(socket, &datagrams) {
-        if let Some((to, _)) = datagrams.get(i) {
-            if let Some(held) = limiter.allow("send", Instant::now()) {
-                tracing::warn!(bridge, %to, error = %e, suppressed = held, "dhcp send failed");
-            }
-        }
-    }
-}
-
-fn send_failed(limiter: &mut LogLimiter, bridge: &str, t: &Transmit, e: &io::Error) {
-    if let Some(held) = limiter.allow("send", Instant::now()) {
-        tracing::warn!(bridge, to = ?t.to, error = %e, suppressed = held, "dhcp send failed");
-    }
-}
-
-/// Where a reply goes; for a client with no address yet, writes its neighbour entry first.
-fn destination(
-    socket: &std::net::UdpSocket,
-    bridge: &str,
-    t: &Transmit,
-) -> io::Result<SocketAddrV4> {
-    Ok(match t.to {
-        Destination::Relay(giaddr) => SocketAddrV4::new(giaddr, SERVER_PORT),
-        Destination::Client(ciaddr) => SocketAddrV4::new(ciaddr, CLIENT_PORT),
-        Destination::Hardware { ip, mac } => {
-            arp::set_neighbour(socket, bridge, ip, mac)?;
-            SocketAddrV4::new(ip, CLIENT_PORT)
-        }
-        Destination::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
-    })
-}
-
-/// Tells the dhcp-script of committed changes: `replaced` holds, change by change, the lease
-/// each one took the place of; only leases still active at `now` count.
-fn tell_script<'c>(
-    script: &crate::compat::script::ScriptRunner,
-    bridge: &str,
-    changes: impl Iterator<Item = &'c LeaseChange>,
-    replaced: &[Option<crate::dhcp::Lease>],
-    now: u64,
-) {
-    use crate::compat::script::Action;
-    for (change, prior) in changes.zip(replaced) {
-        let prior = prior.as_ref().filter(|p| p.is_active(now));
-        match change {
-            LeaseChange::Grant(l) => {
-                let renewal = prior.is_some_and(|p| p.mac == l.mac);
-                if let (Some(p), false) = (prior, renewal) {
-                    script.send(Action::Del, p.clone(), bridge); // the address changed hands
+        for event in &events {
+            if event.token() == WAKER {
+                let pending =
+                    std::mem::take(&mut *commands.lock().unwrap_or_else(|p| p.into_inner()));
+                for command in pending {
+                    apply(command, &mut slots, &mut ready, poll.registry());
                 }
-                script.send(
-                    if renewal { Action::Old } else { Action::Add },
-                    l.clone(),
-                    bridge,
-                );
-            }
-            // The store ends a lease only for its holder, so `prior` is that lease.
-            LeaseChange::Release { .. } | LeaseChange::Decline { .. } => {
-                if let Some(p) = prior {
-                    script.send(Action::Del, p.clone(), bridge);
+            } else if let Some(Some(slot)) = slots.get_mut(event.token().0 - 1) {
+                if !slot.queued {
+                    slot.queued = true;
+                    ready.push_back(event.token().0 - 1);
                 }
             }
         }
+        for _ in 0..ready.len() {
+            let Some(i) = ready.pop_front() else { break };
+            let Some(Some(slot)) = slots.get_mut(i) else {
+                continue;
+            };
+            // A full batch means more may be waiting: epoll reports a socket again only when a
+            // new datagram arrives, so it goes back in the queue.
+            if serve_batch(slot, shared, commit, &mut buffers) {
+                ready.push_back(i);
+            } else {
+                slot.queued = false;
+            }
+        }
+    }
+    for slot in slots.iter().flatten() {
+        slot.publish();
     }
 }
 
-fn log_change(bridge: &str, change: &LeaseChange) {
-    match change {
-        LeaseChange::Release { mac, ip } => tracing::info!(bridge, %mac, %ip, "lease released"),
-        LeaseChange::Decline { mac, ip } => {
-            tracing::warn!(bridge, %mac, %ip, "client declined its address: another host on the link may be using it")
+/// Adds or removes a socket of this worker.
+fn apply(
+    command: Command,
+    slots: &mut Vec<Option<Slot>>,
+    ready: &mut VecDeque<usize>,
+    registry: &mio::Registry,
+) {
+    match command {
+        Command::Add(b) => {
+            let i = slots
+                .iter()
+                .position(Option::is_none)
+                .unwrap_or(slots.len());
+            let fd = b.socket.as_raw_fd();
+            if let Err(e) = registry.register(&mut SourceFd(&fd), Token(i + 1), Interest::READABLE)
+            {
+                tracing::error!(bridge = %b.name, error = %e, "cannot watch the dhcp socket");
+                return;
+            }
+            let before = *b.stats.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = Slot {
+                name: b.name,
+                socket: b.socket,
+                engine: Engine::new(),
+                before,
+                published: b.stats,
+                // Datagrams may have arrived before the registration: look once.
+                queued: true,
+            };
+            ready.push_back(i);
+            match slots.get_mut(i) {
+                Some(free) => *free = Some(slot),
+                None => slots.push(Some(slot)),
+            }
         }
-        LeaseChange::Grant(_) => {}
+        Command::Remove(name) => {
+            for entry in slots.iter_mut() {
+                if entry.as_ref().is_some_and(|s| s.name == name) {
+                    if let Some(slot) = entry.take() {
+                        let fd = slot.socket.as_raw_fd();
+                        let _ = registry.deregister(&mut SourceFd(&fd));
+                        slot.publish();
+                    }
+                }
+            }
+            // Stale queue entries point at empty slots (skipped), or at a new socket that
+            // reused the slot (served once for nothing).
+            ready.retain(|i| slots.get(*i).is_some_and(Option::is_some));
+        }
     }
+}
+
+/// Serves one batch of one socket; returns whether the batch was full (more may be waiting).
+fn serve_batch(
+    slot: &mut Slot,
+    shared: &Shared,
+    commit: &SyncSender<Pending>,
+    b: &mut Buffers,
+) -> bool {
+    let bridge = &*slot.name;
+    let got = match b.batch.recv_queued(&*slot.socket) {
+        Ok(n) => n,
+        Err(e) if nothing_received(&e) => return false,
+        Err(e) => {
+            if let Some(held) = b.limiter.allow("recv", Instant::now()) {
+                tracing::warn!(bridge, error = %e, suppressed = held, "dhcp receive failed");
+            }
+            return false;
+        }
+    };
+    let now = crate::clock::unix_now();
+    let table = shared.table.load();
+    let holders = Holders {
+        store: &shared.store,
+        now,
+    };
+    let mut pending = Pending::new(slot.name.clone(), slot.socket.clone());
+    for (packet, rx) in b.batch.iter() {
+        let from = SocketAddr::V4(rx.from);
+        if rx.truncated {
+            slot.engine.count_shell_drop(DropReason::Oversized);
+            log_drop(&mut b.limiter, bridge, DropReason::Oversized, packet, from);
+            continue;
+        }
+        let rx_meta = RxMeta { bridge };
+        match slot
+            .engine
+            .handle_with_leases(&table, rx_meta, packet, now, &holders)
+        {
+            Decision::Reply {
+                transmit,
+                lease: Some(change),
+                ..
+            } => {
+                pending.changes.push(change);
+                pending.replies.push(transmit);
+            }
+            // OFFER, NAK, ACK to INFORM: nothing to make durable.
+            Decision::Reply {
+                transmit,
+                lease: None,
+                ..
+            } => b.immediate.push(transmit),
+            Decision::Record(change) => {
+                writer::log_change(bridge, &change);
+                pending.changes.push(change);
+            }
+            Decision::Drop(reason) => log_drop(&mut b.limiter, bridge, reason, packet, from),
+        }
+    }
+    drop(table);
+    send_all(
+        &mut b.sender,
+        &slot.socket,
+        bridge,
+        &b.immediate,
+        &mut b.limiter,
+    );
+    b.immediate.clear();
+    if !pending.changes.is_empty() && commit.send(pending).is_err() {
+        tracing::error!(
+            bridge,
+            "the lease writer stopped; leases cannot be made durable"
+        );
+    }
+    slot.publish();
+    got == BATCH
 }
 
 fn log_drop(
@@ -335,10 +440,8 @@ fn log_drop(
         return;
     };
     // The MAC is read straight from the header for the log line only; it may be garbage.
-    let mac = packet
-        .get(28..34)
-        .and_then(MacAddr::from_slice)
-        .map(|m| m.to_string())
+    let mac = super::wire::chaddr_mac(packet)
+        .map(|m: MacAddr| m.to_string())
         .unwrap_or_default();
     match reason {
         DropReason::Malformed(e) => {

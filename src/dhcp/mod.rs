@@ -8,13 +8,16 @@ pub mod journal;
 pub mod lease;
 pub mod listener;
 pub mod reply;
+pub mod send;
+pub mod service;
 pub mod stats;
 pub mod store;
 pub mod wire;
+pub mod writer;
 
 pub use engine::{Decision, Destination, Engine, RxMeta, Transmit};
 pub use lease::{Lease, LeaseChange};
-pub use stats::{DropReason, Stats};
+pub use stats::{DropKind, DropReason, Message, Stats};
 pub use store::LeaseStore;
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
-//! Counters owned by the DHCP engine (plain values, summed by the shell for logs).
+//! Counters owned by the DHCP engine: plain values, indexed by [`Message`] and [`DropKind`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use dhcproto::v4::MessageType;
 
 use super::lease::LeaseChange;
 use super::wire::WireError;
+use crate::stats::{add_arrays, Counters, Report};
 
 /// Why a request got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,108 +37,134 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// A short stable name for logs and counters.
-    pub fn name(self) -> &'static str {
+    /// The counter this drop is counted under.
+    pub fn kind(self) -> DropKind {
         match self {
-            DropReason::Malformed(WireError::Truncated) => "truncated",
-            DropReason::Malformed(WireError::BadMagic) => "bad_magic",
-            DropReason::Malformed(WireError::NotRequest) => "not_request",
-            DropReason::Malformed(WireError::BadHlen) => "bad_hlen",
-            DropReason::Malformed(WireError::NotEthernet) => "not_ethernet",
-            DropReason::Malformed(WireError::BadOptionLen { .. }) => "bad_option_len",
-            DropReason::Malformed(WireError::BadMessageType) => "bad_message_type",
-            DropReason::NoNetwork => "no_network",
-            DropReason::UnknownClient => "unknown_client",
-            DropReason::IgnoredClient => "ignored_client",
-            DropReason::OtherServer => "other_server",
-            DropReason::BadRequest => "bad_request",
-            DropReason::NotItsAddress => "not_its_address",
-            DropReason::UnexpectedMessageType => "unexpected_message_type",
-            DropReason::EncodeFailed => "encode_failed",
-            DropReason::RateLimited => "rate_limited",
-            DropReason::Oversized => "oversized",
+            DropReason::Malformed(WireError::Truncated) => DropKind::Truncated,
+            DropReason::Malformed(WireError::BadMagic) => DropKind::BadMagic,
+            DropReason::Malformed(WireError::NotRequest) => DropKind::NotRequest,
+            DropReason::Malformed(WireError::BadHlen) => DropKind::BadHlen,
+            DropReason::Malformed(WireError::NotEthernet) => DropKind::NotEthernet,
+            DropReason::Malformed(WireError::BadOptionLen { .. }) => DropKind::BadOptionLen,
+            DropReason::Malformed(WireError::BadMessageType) => DropKind::BadMessageType,
+            DropReason::NoNetwork => DropKind::NoNetwork,
+            DropReason::UnknownClient => DropKind::UnknownClient,
+            DropReason::IgnoredClient => DropKind::IgnoredClient,
+            DropReason::OtherServer => DropKind::OtherServer,
+            DropReason::BadRequest => DropKind::BadRequest,
+            DropReason::NotItsAddress => DropKind::NotItsAddress,
+            DropReason::UnexpectedMessageType => DropKind::UnexpectedMessageType,
+            DropReason::EncodeFailed => DropKind::EncodeFailed,
+            DropReason::RateLimited => DropKind::RateLimited,
+            DropReason::Oversized => DropKind::Oversized,
         }
     }
 
-    const ALL: [DropReason; DROP_REASONS] = [
-        DropReason::Malformed(WireError::Truncated),
-        DropReason::Malformed(WireError::BadMagic),
-        DropReason::Malformed(WireError::NotRequest),
-        DropReason::Malformed(WireError::BadHlen),
-        DropReason::Malformed(WireError::NotEthernet),
-        DropReason::Malformed(WireError::BadOptionLen { code: 0 }),
-        DropReason::Malformed(WireError::BadMessageType),
-        DropReason::NoNetwork,
-        DropReason::UnknownClient,
-        DropReason::IgnoredClient,
-        DropReason::OtherServer,
-        DropReason::BadRequest,
-        DropReason::NotItsAddress,
-        DropReason::UnexpectedMessageType,
-        DropReason::EncodeFailed,
-        DropReason::RateLimited,
-        DropReason::Oversized,
-    ];
-
-    fn index(self) -> usize {
-        let name = self.name();
-        DropReason::ALL
-            .iter()
-            .position(|r| r.name() == name)
-            .unwrap_or(0)
+    /// A short stable name for logs and counters.
+    pub fn name(self) -> &'static str {
+        self.kind().name()
     }
 }
 
-/// How many drop reasons there are.
-pub const DROP_REASONS: usize = 17;
+crate::counter_enum! {
+    /// The drop counters: one per [`DropReason`], the malformed ones by their wire error.
+    pub enum DropKind {
+        /// Shorter than the header.
+        Truncated => "truncated",
+        /// Wrong magic cookie.
+        BadMagic => "bad_magic",
+        /// Not a BOOTREQUEST.
+        NotRequest => "not_request",
+        /// `hlen` too large.
+        BadHlen => "bad_hlen",
+        /// Not Ethernet.
+        NotEthernet => "not_ethernet",
+        /// An option runs past its area.
+        BadOptionLen => "bad_option_len",
+        /// No usable option 53.
+        BadMessageType => "bad_message_type",
+        /// No network for the request.
+        NoNetwork => "no_network",
+        /// No binding (static mode).
+        UnknownClient => "unknown_client",
+        /// The binding says ignore.
+        IgnoredClient => "ignored_client",
+        /// Meant for another server.
+        OtherServer => "other_server",
+        /// A REQUEST in no RFC 2131 state.
+        BadRequest => "bad_request",
+        /// RELEASE or DECLINE of another address.
+        NotItsAddress => "not_its_address",
+        /// A server message sent to the server.
+        UnexpectedMessageType => "unexpected_message_type",
+        /// The reply could not be encoded.
+        EncodeFailed => "encode_failed",
+        /// Over the per-client rate.
+        RateLimited => "rate_limited",
+        /// Longer than the receive slot.
+        Oversized => "oversized",
+    }
+}
 
-/// Counters of one engine. `Default + Copy`, added together for reports.
+crate::counter_enum! {
+    /// DHCP message types, as counted: the client's kinds when received, the server's when sent.
+    pub enum Message {
+        /// DHCPDISCOVER received.
+        Discover => "discover",
+        /// DHCPREQUEST received.
+        Request => "request",
+        /// DHCPDECLINE received.
+        Decline => "decline",
+        /// DHCPRELEASE received.
+        Release => "release",
+        /// DHCPINFORM received.
+        Inform => "inform",
+        /// DHCPOFFER sent.
+        Offer => "offer",
+        /// DHCPACK sent.
+        Ack => "ack",
+        /// DHCPNAK sent.
+        Nak => "nak",
+    }
+}
+
+impl Message {
+    /// The counted kind of a dhcproto message type (`None` for kinds netnode never counts).
+    pub fn of(kind: MessageType) -> Option<Message> {
+        Some(match kind {
+            MessageType::Discover => Message::Discover,
+            MessageType::Request => Message::Request,
+            MessageType::Decline => Message::Decline,
+            MessageType::Release => Message::Release,
+            MessageType::Inform => Message::Inform,
+            MessageType::Offer => Message::Offer,
+            MessageType::Ack => Message::Ack,
+            MessageType::Nak => Message::Nak,
+            _ => return None,
+        })
+    }
+}
+
+/// Counters of one engine (one bridge). `Default + Copy`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Datagrams handed to the engine.
     pub received: u64,
-    /// DISCOVER, REQUEST, DECLINE, RELEASE, INFORM received.
-    pub discovers: u64,
-    /// REQUESTs received.
-    pub requests: u64,
-    /// DECLINEs received.
-    pub declines: u64,
-    /// RELEASEs received.
-    pub releases: u64,
-    /// INFORMs received.
-    pub informs: u64,
-    /// OFFERs sent.
-    pub offers: u64,
-    /// ACKs sent.
-    pub acks: u64,
-    /// NAKs sent.
-    pub naks: u64,
+    /// Messages by type: requests received, replies sent.
+    pub messages: [u64; Message::COUNT],
     /// Leases ended by RELEASE or DECLINE.
     pub leases_ended: u64,
     /// Requests in which some option appeared more than once.
     pub repeated_options: u64,
-    /// Drops by reason, indexed like [`DropReason::ALL`].
-    pub drops: [u64; DROP_REASONS],
+    /// Drops by reason.
+    pub drops: [u64; DropKind::COUNT],
 }
 
 impl Stats {
-    pub(crate) fn count_request(&mut self, kind: MessageType) {
-        match kind {
-            MessageType::Discover => self.discovers += 1,
-            MessageType::Request => self.requests += 1,
-            MessageType::Decline => self.declines += 1,
-            MessageType::Release => self.releases += 1,
-            MessageType::Inform => self.informs += 1,
-            _ => {}
-        }
-    }
-
-    pub(crate) fn count_reply(&mut self, kind: MessageType) {
-        match kind {
-            MessageType::Offer => self.offers += 1,
-            MessageType::Ack => self.acks += 1,
-            MessageType::Nak => self.naks += 1,
-            _ => {}
+    /// Counts a request received or a reply sent.
+    pub(crate) fn count_message(&mut self, kind: MessageType) {
+        if let Some(m) = Message::of(kind) {
+            self.messages[m as usize] += 1;
         }
     }
 
@@ -145,50 +173,51 @@ impl Stats {
     }
 
     pub(crate) fn count_drop(&mut self, reason: DropReason) {
-        self.drops[reason.index()] += 1;
+        self.drops[reason.kind() as usize] += 1;
+    }
+
+    /// How many messages of this type were received (client kinds) or sent (server kinds).
+    pub fn messages(&self, kind: Message) -> u64 {
+        self.messages[kind as usize]
     }
 
     /// How many requests were dropped for this reason.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops[reason.index()]
+        self.drops[reason.kind() as usize]
     }
 
     /// All drops.
     pub fn dropped_total(&self) -> u64 {
         self.drops.iter().sum()
     }
+}
 
-    /// Adds another engine's counters.
-    pub fn add(&mut self, other: &Stats) {
+impl Counters for Stats {
+    fn add(&mut self, other: &Stats) {
         self.received += other.received;
-        self.discovers += other.discovers;
-        self.requests += other.requests;
-        self.declines += other.declines;
-        self.releases += other.releases;
-        self.informs += other.informs;
-        self.offers += other.offers;
-        self.acks += other.acks;
-        self.naks += other.naks;
+        add_arrays(&mut self.messages, &other.messages);
         self.leases_ended += other.leases_ended;
         self.repeated_options += other.repeated_options;
-        for (a, b) in self.drops.iter_mut().zip(other.drops) {
-            *a += b;
+        add_arrays(&mut self.drops, &other.drops);
+    }
+
+    fn report(&self, bridge: Option<&Arc<str>>, out: &mut Report) {
+        out.push("received", None, bridge, self.received);
+        for m in Message::ALL {
+            out.push(m.name(), None, bridge, self.messages(*m));
+        }
+        out.push("leases_ended", None, bridge, self.leases_ended);
+        out.push("repeated_options", None, bridge, self.repeated_options);
+        for d in DropKind::ALL {
+            out.push("drop", Some(d.name()), bridge, self.drops[*d as usize]);
         }
     }
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "received={} discover={} request={} decline={} release={} inform={} offer={} ack={} nak={} leases_ended={} repeated_options={}",
-            self.received, self.discovers, self.requests, self.declines, self.releases, self.informs, self.offers, self.acks, self.naks, self.leases_ended, self.repeated_options
-        )?;
-        for (reason, count) in DropReason::ALL.iter().zip(self.drops) {
-            if count > 0 {
-                write!(f, " drop.{}={}", reason.name(), count)?;
-            }
-        }
-        Ok(())
+        let mut report = Report::default();
+        self.report(None, &mut report);
+        report.fmt(f)
     }
 }

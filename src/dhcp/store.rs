@@ -10,7 +10,7 @@
 //!   pages too, the journal is then rewritten whole from the map before anything else is
 //!   accepted; while that rewrite fails, every commit fails (and no ACK is sent).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::FileExt;
@@ -22,6 +22,7 @@ use dashmap::DashMap;
 
 use super::journal;
 use super::lease::{Lease, LeaseChange};
+use crate::durable::{self, at, write_atomically};
 
 /// Journal file name inside the state directory.
 pub const JOURNAL_FILE: &str = "leases.journal";
@@ -34,22 +35,9 @@ const COMPACT_SLACK: u64 = 65_536;
 /// here as twice the time and 1.5 times the CPU per fdatasync.
 const PREALLOCATE: u64 = 1 << 20;
 
-/// A local fault of the lease store (disk, permissions). Peers never cause these.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
-pub struct StoreError {
-    /// The file involved.
-    pub path: PathBuf,
-    /// The OS error.
-    pub source: io::Error,
-}
-
-fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError {
-        path: path.to_path_buf(),
-        source,
-    }
-}
+/// A local fault of the lease store (disk, permissions), naming the file. Peers never cause
+/// these.
+pub use crate::durable::FileError as StoreError;
 
 /// What [`LeaseStore::open`] found in the journal.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -271,6 +259,15 @@ impl LeaseStore {
         expired
     }
 
+    /// When the earliest lease expires (unix seconds), as of the last [`expire`](Self::expire);
+    /// `None` when no lease expires. Before the first `expire` this says "now" (0).
+    pub fn next_expiry(&self) -> Option<u64> {
+        match self.next_expiry.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            t => Some(t),
+        }
+    }
+
     /// The lease on an address, if any.
     pub fn get(&self, ip: Ipv4Addr) -> Option<Lease> {
         self.map.get(&ip).map(|l| l.clone())
@@ -358,21 +355,11 @@ fn rewrite(path: &Path, map: &DashMap<Ipv4Addr, Lease>) -> Result<Journal, Store
     for lease in map.iter() {
         journal::encode(&LeaseChange::Grant(lease.clone()), &mut buf);
     }
-    let tmp = path.with_extension(format!("journal.tmp.{}", std::process::id()));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&tmp)
-        .map_err(at(&tmp))?;
-    file.write_all(&buf)
-        .and_then(|()| file.sync_all())
-        .map_err(at(&tmp))?;
-    fs::rename(&tmp, path).map_err(at(path))?;
+    let replaced = durable::replace_with(path, |f| f.write_all(&buf))?;
     // From here the new file is the journal, so its handle is returned whatever happens: one
     // kept for the old file would take commits into a file no longer under the journal's name.
     // If the rename is not durable yet, the journal is unhealthy and the next commit rewrites.
-    let healthy = match sync_dir(path) {
+    let healthy = match replaced.durable {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(error = %e, "lease journal rewritten but its directory could not be synced; rewriting again before the next commit");
@@ -380,7 +367,7 @@ fn rewrite(path: &Path, map: &DashMap<Ipv4Addr, Lease>) -> Result<Journal, Store
         }
     };
     Ok(Journal {
-        file,
+        file: replaced.file,
         len: buf.len() as u64,
         allocated: buf.len() as u64,
         healthy,
@@ -414,26 +401,6 @@ impl Journal {
     }
 }
 
-fn sync_dir(path: &Path) -> Result<(), StoreError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(at(dir))?;
-    }
-    Ok(())
-}
-
-/// Writes a file so that a crash leaves either the old or the new content: temp file, fsync,
-/// rename over, fsync the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(at(&tmp))?;
-    f.write_all(bytes).map_err(at(&tmp))?;
-    f.sync_all().map_err(at(&tmp))?;
-    fs::rename(&tmp, path).map_err(at(path))?;
-    sync_dir(path)
-}
-
 /// `<expiry> <mac> <ip> <hostname|*> <client-id|*>`, as dnsmasq writes (0 = infinite).
 pub fn dnsmasq_line(l: &Lease) -> String {
     let client_id = match &l.client_id {
@@ -458,6 +425,7 @@ pub fn dnsmasq_line(l: &Lease) -> String {
 mod tests {
     use super::*;
     use crate::table::MacAddr;
+    use std::fs::OpenOptions;
 
     fn lease(n: u8, expires: Option<u64>) -> Lease {
         Lease {

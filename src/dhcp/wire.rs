@@ -82,6 +82,14 @@ pub struct Request<'a> {
     pub repeated_options: u16,
 }
 
+/// The first six bytes of `chaddr`, as a MAC, without any other check: for log lines about
+/// packets that did not parse (the value may be garbage).
+pub fn chaddr_mac(bytes: &[u8]) -> Option<MacAddr> {
+    bytes
+        .get(CHADDR.start..CHADDR.start + 6)
+        .and_then(MacAddr::from_slice)
+}
+
 /// Parses a request from the bytes of one UDP payload.
 pub fn parse(bytes: &[u8]) -> Result<Request<'_>, WireError> {
     let msg = borrowed::Message::new(bytes).map_err(|_| WireError::Truncated)?;

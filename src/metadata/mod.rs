@@ -8,6 +8,7 @@ pub mod null;
 pub mod password;
 pub mod request;
 pub mod server;
+pub mod service;
 pub mod tree;
 
 pub use request::{answer, Outcome, Response};

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use base64::Engine as _;
 use bytes::Bytes;
 
-use crate::dhcp::store::{write_atomically, StoreError};
+use crate::durable::{write_atomically, FileError};
 
 /// File name inside the state directory.
 pub const FILE: &str = "passwords.json";
@@ -68,7 +68,7 @@ impl PasswordStore {
 
     /// Stores a password if the instance has none; `Ok(false)` when it already had one. The
     /// file is written before the answer is given.
-    pub fn set_if_unset(&self, uuid: &str, value: Bytes) -> Result<bool, StoreError> {
+    pub fn set_if_unset(&self, uuid: &str, value: Bytes) -> Result<bool, FileError> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(uuid).is_some_and(|v| !v.is_empty()) {
             return Ok(false);

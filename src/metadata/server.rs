@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,11 +20,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::password::PasswordStore;
 use super::request::{self, Context, Outcome, Request, Response, MAX_PASSWORD, SEED_BYTES};
 use super::tree::{Tree, TEXT};
+use crate::stats::{add_arrays, Counters, Report};
 use crate::table::instance::MetadataSettings;
 
 /// Largest request head (request line and headers).
@@ -38,37 +39,86 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Most connections one source address may hold, so one instance cannot take every slot.
 pub const MAX_CONNECTIONS_PER_SOURCE: u32 = 32;
+/// A failed accept is retried after the first delay, doubled at each failure in a row up to the
+/// second.
+const ACCEPT_BACKOFF: std::ops::Range<Duration> = Duration::from_millis(1)..Duration::from_secs(1);
 
-/// Counters of the metadata service.
-#[derive(Debug, Default)]
-pub struct MetadataStats {
-    /// Requests answered.
-    pub requests: AtomicU64,
-    /// 2xx answers.
-    pub ok: AtomicU64,
-    /// 404 answers.
-    pub not_found: AtomicU64,
-    /// 4xx answers other than 404.
-    pub rejected: AtomicU64,
-    /// 5xx answers.
-    pub errors: AtomicU64,
-    /// Connections closed because too many were open.
-    pub refused: AtomicU64,
+crate::counter_enum! {
+    /// How a request or connection ended, as counted.
+    pub enum Answer {
+        /// A 2xx answer.
+        Ok => "md_ok",
+        /// A 404 answer.
+        NotFound => "md_not_found",
+        /// A 4xx answer other than 404.
+        Rejected => "md_rejected",
+        /// A 5xx answer.
+        Error => "md_errors",
+        /// A connection closed at once because too many were open.
+        Refused => "md_refused",
+    }
 }
 
-impl fmt::Display for MetadataStats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        write!(
-            f,
-            "md_requests={} md_ok={} md_not_found={} md_rejected={} md_errors={} md_refused={}",
-            g(&self.requests),
-            g(&self.ok),
-            g(&self.not_found),
-            g(&self.rejected),
-            g(&self.errors),
-            g(&self.refused)
-        )
+impl Answer {
+    /// The counter of an HTTP status.
+    pub fn of(status: StatusCode) -> Answer {
+        match status.as_u16() {
+            200..=299 => Answer::Ok,
+            404 => Answer::NotFound,
+            400..=499 => Answer::Rejected,
+            _ => Answer::Error,
+        }
+    }
+}
+
+/// Counters of the metadata service, as read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests answered.
+    pub requests: u64,
+    /// Answers (and refused connections) by kind.
+    pub answers: [u64; Answer::COUNT],
+}
+
+impl Counters for Stats {
+    fn add(&mut self, o: &Stats) {
+        self.requests += o.requests;
+        add_arrays(&mut self.answers, &o.answers);
+    }
+
+    fn report(&self, bridge: Option<&Arc<str>>, out: &mut Report) {
+        out.push("md_requests", None, bridge, self.requests);
+        for a in Answer::ALL {
+            out.push(a.name(), None, bridge, self.answers[*a as usize]);
+        }
+    }
+}
+
+/// The live counters, shared by every connection.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    requests: AtomicU64,
+    answers: [AtomicU64; Answer::COUNT],
+}
+
+impl LiveStats {
+    fn count(&self, answer: Answer) {
+        if answer != Answer::Refused {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(a) = self.answers.get(answer as usize) {
+            a.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The counters now.
+    pub fn read(&self) -> Stats {
+        Stats {
+            requests: self.requests.load(Ordering::Relaxed),
+            answers: std::array::from_fn(|i| {
+                self.answers.get(i).map_or(0, |a| a.load(Ordering::Relaxed))
+            }),
+        }
     }
 }
 
@@ -82,31 +132,40 @@ pub struct Shared {
     /// Passwords.
     pub passwords: Arc<PasswordStore>,
     /// Counters.
-    pub stats: Arc<MetadataStats>,
+    pub stats: Arc<LiveStats>,
 }
 
-/// Serves until `shutdown` turns true.
-pub async fn run(listener: TcpListener, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+/// Serves until `shutdown` is cancelled (connections in progress finish on their own).
+pub async fn run(listener: TcpListener, shared: Shared, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let per_source: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
+    let mut backoff = ACCEPT_BACKOFF.start;
     loop {
         let (stream, peer) = tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff = ACCEPT_BACKOFF.start;
+                    a
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "metadata accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of descriptors or memory, typically: wait longer each time it repeats.
+                    tracing::warn!(error = %e, retry_in = ?backoff, "metadata accept failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF.end);
                     continue;
                 }
             },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            shared.stats.count(Answer::Refused);
             continue;
         };
         let Some(source_slot) = SourceSlot::take(&per_source, peer.ip()) else {
-            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            shared.stats.count(Answer::Refused);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -226,7 +285,7 @@ async fn handle(
             }
         }
     };
-    count(&shared.stats, response.status);
+    shared.stats.count(Answer::of(response.status));
     let mut out = HttpResponse::new(Full::new(response.body));
     *out.status_mut() = response.status;
     out.headers_mut().insert(
@@ -234,15 +293,4 @@ async fn handle(
         header::HeaderValue::from_static(response.content_type),
     );
     Ok(out)
-}
-
-fn count(stats: &MetadataStats, status: StatusCode) {
-    stats.requests.fetch_add(1, Ordering::Relaxed);
-    let slot = match status.as_u16() {
-        200..=299 => &stats.ok,
-        404 => &stats.not_found,
-        400..=499 => &stats.rejected,
-        _ => &stats.errors,
-    };
-    slot.fetch_add(1, Ordering::Relaxed);
 }

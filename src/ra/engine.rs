@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use ipnetwork::Ipv6Network;
 
-use crate::table::ra::RaParams;
 use super::wire::{self, NdpError, PrefixInfo, RouterAdvertisement};
+use crate::stats::{add_arrays, Counters, Report};
+use crate::table::ra::RaParams;
 use crate::table::MacAddr;
 
 /// RFC 4861 10: the first advertisements are at most this far apart.
@@ -56,7 +57,7 @@ pub enum Output {
 
 /// Why a received message was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RaDrop {
+pub enum DropReason {
     /// Hop limit is not 255: it did not come from the link.
     BadHopLimit,
     /// An RS from :: carrying a source link-layer address (RFC 4861 6.1.1).
@@ -69,17 +70,40 @@ pub enum RaDrop {
     OtherType,
 }
 
-impl RaDrop {
+impl DropReason {
+    /// The counter this drop is counted under.
+    pub fn kind(self) -> DropKind {
+        match self {
+            DropReason::BadHopLimit => DropKind::BadHopLimit,
+            DropReason::Malformed(NdpError::BadCode) => DropKind::BadCode,
+            DropReason::Malformed(_) => DropKind::Malformed,
+            DropReason::UnspecifiedWithLladdr => DropKind::UnspecifiedWithLladdr,
+            DropReason::NotLinkLocal => DropKind::NotLinkLocal,
+            DropReason::OtherType => DropKind::OtherType,
+        }
+    }
+
     /// Short stable name for counters and logs.
     pub fn name(self) -> &'static str {
-        match self {
-            RaDrop::BadHopLimit => "bad_hop_limit",
-            RaDrop::UnspecifiedWithLladdr => "unspecified_with_lladdr",
-            RaDrop::NotLinkLocal => "not_link_local",
-            RaDrop::Malformed(NdpError::BadCode) => "bad_code",
-            RaDrop::Malformed(_) => "malformed",
-            RaDrop::OtherType => "other_type",
-        }
+        self.kind().name()
+    }
+}
+
+crate::counter_enum! {
+    /// The drop counters, one per [`DropReason`] (a bad ICMP code apart from other damage).
+    pub enum DropKind {
+        /// Hop limit not 255.
+        BadHopLimit => "bad_hop_limit",
+        /// ICMP code not 0.
+        BadCode => "bad_code",
+        /// Otherwise malformed.
+        Malformed => "malformed",
+        /// RS from :: with a link-layer address.
+        UnspecifiedWithLladdr => "unspecified_with_lladdr",
+        /// RA from a non-link-local source.
+        NotLinkLocal => "not_link_local",
+        /// Neither RS nor RA.
+        OtherType => "other_type",
     }
 }
 
@@ -100,12 +124,12 @@ pub enum Received {
     /// Our own RA looped back.
     Own,
     /// Dropped and counted.
-    Drop(RaDrop),
+    Drop(DropReason),
 }
 
 /// Counters of one advertiser.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RaStats {
+pub struct Stats {
     /// Multicast RAs sent (periodic and solicited).
     pub multicast: u64,
     /// Unicast RAs sent in answer to solicitations.
@@ -116,68 +140,36 @@ pub struct RaStats {
     pub other_routers: u64,
     /// Inconsistencies found in other routers' RAs.
     pub inconsistencies: u64,
-    /// Drops: bad hop limit, bad code, malformed, :: with lladdr, not link-local, other type.
-    pub drops: [u64; 6],
+    /// Drops by reason.
+    pub drops: [u64; DropKind::COUNT],
 }
 
-impl RaStats {
-    fn drop(&mut self, r: RaDrop) {
-        let i = match r {
-            RaDrop::BadHopLimit => 0,
-            RaDrop::Malformed(NdpError::BadCode) => 1,
-            RaDrop::Malformed(_) => 2,
-            RaDrop::UnspecifiedWithLladdr => 3,
-            RaDrop::NotLinkLocal => 4,
-            RaDrop::OtherType => 5,
-        };
-        self.drops[i] += 1;
-    }
-
+impl Stats {
     /// Drops for one reason.
-    pub fn dropped(&self, r: RaDrop) -> u64 {
-        let mut probe = RaStats::default();
-        probe.drop(r);
-        self.drops.iter().zip(probe.drops).map(|(a, b)| a * b).sum()
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r.kind() as usize]
     }
+}
 
-    /// Adds another advertiser's counters.
-    pub fn add(&mut self, o: &RaStats) {
+impl Counters for Stats {
+    fn add(&mut self, o: &Stats) {
         self.multicast += o.multicast;
         self.unicast += o.unicast;
         self.solicitations += o.solicitations;
         self.other_routers += o.other_routers;
         self.inconsistencies += o.inconsistencies;
-        for (a, b) in self.drops.iter_mut().zip(o.drops) {
-            *a += b;
-        }
+        add_arrays(&mut self.drops, &o.drops);
     }
-}
 
-impl std::fmt::Display for RaStats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ra_multicast={} ra_unicast={} rs={} other_routers={} inconsistencies={}",
-            self.multicast,
-            self.unicast,
-            self.solicitations,
-            self.other_routers,
-            self.inconsistencies
-        )?;
-        let names = [
-            "bad_hop_limit",
-            "bad_code",
-            "malformed",
-            "unspecified_with_lladdr",
-            "not_link_local",
-            "other_type",
-        ];
-        for (n, c) in names.iter().zip(self.drops) {
-            if c > 0 {
-                write!(f, " ra_drop.{n}={c}")?;
-            }
+    fn report(&self, bridge: Option<&Arc<str>>, out: &mut Report) {
+        out.push("ra_multicast", None, bridge, self.multicast);
+        out.push("ra_unicast", None, bridge, self.unicast);
+        out.push("rs", None, bridge, self.solicitations);
+        out.push("other_routers", None, bridge, self.other_routers);
+        out.push("inconsistencies", None, bridge, self.inconsistencies);
+        for d in DropKind::ALL {
+            out.push("ra_drop", Some(d.name()), bridge, self.drops[*d as usize]);
         }
-        Ok(())
     }
 }
 
@@ -190,7 +182,7 @@ pub struct Advertiser {
     next_multicast: Duration,
     last_multicast: Option<Duration>,
     unicast_window: (Duration, u32),
-    stats: RaStats,
+    stats: Stats,
 }
 
 impl Advertiser {
@@ -203,12 +195,12 @@ impl Advertiser {
             next_multicast: now,
             last_multicast: None,
             unicast_window: (now, 0),
-            stats: RaStats::default(),
+            stats: Stats::default(),
         }
     }
 
     /// Counters so far.
-    pub fn stats(&self) -> &RaStats {
+    pub fn stats(&self) -> &Stats {
         &self.stats
     }
 
@@ -253,10 +245,10 @@ impl Advertiser {
         let outcome = match bytes.first() {
             Some(&wire::ROUTER_SOLICITATION) => self.solicitation(now, src, hop_limit, bytes),
             Some(&wire::ROUTER_ADVERTISEMENT) => self.other_advertisement(src, hop_limit, bytes),
-            _ => Received::Drop(RaDrop::OtherType),
+            _ => Received::Drop(DropReason::OtherType),
         };
         if let Received::Drop(r) = outcome {
-            self.stats.drop(r);
+            self.stats.drops[r.kind() as usize] += 1;
         }
         outcome
     }
@@ -269,14 +261,14 @@ impl Advertiser {
         bytes: &[u8],
     ) -> Received {
         if hop_limit != 255 {
-            return Received::Drop(RaDrop::BadHopLimit);
+            return Received::Drop(DropReason::BadHopLimit);
         }
         let rs = match wire::parse_rs(bytes) {
             Ok(rs) => rs,
-            Err(e) => return Received::Drop(RaDrop::Malformed(e)),
+            Err(e) => return Received::Drop(DropReason::Malformed(e)),
         };
         if src.is_unspecified() && rs.source_lladdr.is_some() {
-            return Received::Drop(RaDrop::UnspecifiedWithLladdr);
+            return Received::Drop(DropReason::UnspecifiedWithLladdr);
         }
         self.stats.solicitations += 1;
         if !src.is_unspecified() && self.unicast_allowed(now) {
@@ -314,14 +306,14 @@ impl Advertiser {
             return Received::Own;
         }
         if hop_limit != 255 {
-            return Received::Drop(RaDrop::BadHopLimit);
+            return Received::Drop(DropReason::BadHopLimit);
         }
         if !src.is_unicast_link_local() {
-            return Received::Drop(RaDrop::NotLinkLocal);
+            return Received::Drop(DropReason::NotLinkLocal);
         }
         let theirs = match wire::parse_ra(bytes) {
             Ok(ra) => ra,
-            Err(e) => return Received::Drop(RaDrop::Malformed(e)),
+            Err(e) => return Received::Drop(DropReason::Malformed(e)),
         };
         let ours = self.advertisement(self.spec.params.default_lifetime, &[]);
         let mut diff = Vec::new();

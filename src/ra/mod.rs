@@ -5,9 +5,10 @@
 
 pub mod engine;
 pub mod listener;
+pub mod service;
 pub mod wire;
 
-pub use engine::{Advertiser, Output, RaSpec, RaStats, Received};
+pub use engine::{Advertiser, Output, RaSpec, Received, Stats};
 
 #[cfg(test)]
 mod scenarios;

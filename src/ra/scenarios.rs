@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::engine::{
-    Advertiser, Output, RaDrop, RaSpec, Received, MIN_DELAY_BETWEEN_RAS, UNICAST_REPLIES_PER_SECOND,
+    Advertiser, DropReason, Output, RaSpec, Received, MIN_DELAY_BETWEEN_RAS,
+    UNICAST_REPLIES_PER_SECOND,
 };
-use crate::table::ra::{RaConfig, RaParams};
 use super::wire::{self, NdpError, RouterAdvertisement};
+use crate::table::ra::{RaConfig, RaParams};
 use crate::table::MacAddr;
 
 const MAC: MacAddr = MacAddr([0xfa, 0x16, 0x3e, 0, 0, 0xaa]);
@@ -149,27 +150,27 @@ fn solicitations_are_validated() {
     let now = secs(1.0);
     assert_eq!(
         adv.handle_icmp(now, HOST_LL, 64, &RS),
-        Received::Drop(RaDrop::BadHopLimit)
+        Received::Drop(DropReason::BadHopLimit)
     );
     assert_eq!(
         adv.handle_icmp(now, HOST_LL, 255, &[133, 1, 0, 0, 0, 0, 0, 0]),
-        Received::Drop(RaDrop::Malformed(NdpError::BadCode))
+        Received::Drop(DropReason::Malformed(NdpError::BadCode))
     );
     assert_eq!(
         adv.handle_icmp(now, HOST_LL, 255, &RS[..4]),
-        Received::Drop(RaDrop::Malformed(NdpError::Truncated))
+        Received::Drop(DropReason::Malformed(NdpError::Truncated))
     );
     let with_lladdr = [133, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xfa, 0x16, 0x3e, 0, 0, 1];
     assert_eq!(
         adv.handle_icmp(now, Ipv6Addr::UNSPECIFIED, 255, &with_lladdr),
-        Received::Drop(RaDrop::UnspecifiedWithLladdr)
+        Received::Drop(DropReason::UnspecifiedWithLladdr)
     );
     assert_eq!(
         adv.handle_icmp(now, HOST_LL, 255, &[128, 0, 0, 0]),
-        Received::Drop(RaDrop::OtherType)
+        Received::Drop(DropReason::OtherType)
     );
     assert_eq!(adv.stats().solicitations, 0);
-    assert_eq!(adv.stats().dropped(RaDrop::BadHopLimit), 1);
+    assert_eq!(adv.stats().dropped(DropReason::BadHopLimit), 1);
     assert_eq!(adv.stats().drops.iter().sum::<u64>(), 5);
 }
 
@@ -326,11 +327,11 @@ fn other_routers_are_checked_for_consistency() {
     }
     assert_eq!(
         adv.handle_icmp(secs(1.0), "fd00::9".parse().unwrap(), 255, &theirs.emit()),
-        Received::Drop(RaDrop::NotLinkLocal)
+        Received::Drop(DropReason::NotLinkLocal)
     );
     assert_eq!(
         adv.handle_icmp(secs(1.0), other, 64, &theirs.emit()),
-        Received::Drop(RaDrop::BadHopLimit)
+        Received::Drop(DropReason::BadHopLimit)
     );
     assert_eq!(adv.stats().inconsistencies, 3);
 }

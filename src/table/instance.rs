@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::config::{ForwardedHeader, InstanceConfig, MetadataConfig};
-use super::{MacAddr, Network, Problem};
 use super::ipv6::{self, Backend};
+use super::{MacAddr, Network, Problem};
 
 /// One network interface of an instance, found through its MAC's binding.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@ pub mod mac;
 pub mod options;
 pub mod opts;
 pub mod ra;
+mod reaper;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,6 +27,7 @@ use ra::RaParams;
 pub use duration::LeaseTime;
 pub use hosts::ClientIdMatch;
 pub use mac::MacAddr;
+pub use reaper::give_back_freed_memory;
 
 /// A line of a source file that could not be used, and why. The rest of the file still loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,11 +217,48 @@ pub struct Table {
     pub metadata: Option<instance::MetadataSettings>,
     /// Instance records, joined with the bindings.
     pub instances: Vec<instance::Instance>,
-    /// Interfaces that only advertise (radvd mode): interface, parameters, prefixes.
-    pub ra_only: Vec<(String, Arc<RaParams>, Vec<Ipv6Network>)>,
+    /// Interfaces that only advertise (radvd mode).
+    pub ra_only: Vec<RaOnly>,
+}
+
+impl Drop for Table {
+    /// A large table is freed off the thread that drops it (see the reaper).
+    fn drop(&mut self) {
+        reaper::dispose(std::mem::take(&mut self.networks));
+    }
+}
+
+/// An interface that only advertises (radvd mode): no network, no DHCP.
+#[derive(Debug, Clone)]
+pub struct RaOnly {
+    /// The interface.
+    pub interface: String,
+    /// What it advertises.
+    pub params: Arc<RaParams>,
+    /// Its prefixes.
+    pub prefixes: Vec<Ipv6Network>,
 }
 
 impl Table {
+    /// A table with nothing in it (the default state settings).
+    pub fn empty() -> Table {
+        let state = config::StateConfig::default();
+        Table {
+            networks: Vec::new(),
+            state: StateSettings {
+                dir: state.dir,
+                lease_file: state.lease_file,
+                fsync: state.fsync,
+            },
+            problems: Vec::new(),
+            sources: Vec::new(),
+            ipv6_backend: Backend::default(),
+            metadata: None,
+            instances: Vec::new(),
+            ra_only: Vec::new(),
+        }
+    }
+
     /// The networks served on a bridge.
     pub fn on_bridge<'a>(&'a self, bridge: &'a str) -> impl Iterator<Item = &'a Network> + 'a {
         self.networks.iter().filter(move |n| n.bridge == bridge)
@@ -233,8 +272,8 @@ impl Table {
     /// What a bridge advertises: the parameters of its first advertising network and the
     /// prefixes of all of them; `None` when nothing on the bridge advertises.
     pub fn ra_for(&self, bridge: &str) -> Option<(Arc<RaParams>, Vec<Ipv6Network>)> {
-        if let Some((_, params, prefixes)) = self.ra_only.iter().find(|(b, _, _)| b == bridge) {
-            return Some((params.clone(), prefixes.clone()));
+        if let Some(r) = self.ra_only.iter().find(|r| r.interface == bridge) {
+            return Some((r.params.clone(), r.prefixes.clone()));
         }
         let mut advertising = self
             .on_bridge(bridge)
@@ -252,7 +291,7 @@ impl Table {
 
     /// Bridges with router advertisements, in config order.
     pub fn ra_bridges(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.ra_only.iter().map(|(b, _, _)| b.clone()).collect();
+        let mut out: Vec<String> = self.ra_only.iter().map(|r| r.interface.clone()).collect();
         out.extend(
             self.bridges()
                 .into_iter()

@@ -1,4 +1,9 @@
-//! Facts about a local network interface, read from the kernel: index, MAC, link-local address.
+//! Facts about a local network interface, read from the kernel: index, MAC, link-local address,
+//! IPv4 addresses; and the netlink [`monitor`] that says when they change.
+
+pub mod monitor;
+
+pub use monitor::LinkEvent;
 
 use std::fs;
 use std::io;
@@ -13,10 +18,14 @@ const SCOPE_LINK: u32 = 0x20;
 
 /// The interface index, or `None` when there is no such interface.
 pub fn index(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: a valid NUL-terminated string for the duration of the call.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
+    nix::net::if_::if_nametoindex(name).ok().filter(|&i| i != 0)
+}
+
+/// The name of the interface with this index, or `None` when there is none (any more).
+pub fn name(index: u32) -> Option<String> {
+    nix::net::if_::if_indextoname(index)
+        .ok()
+        .and_then(|n| n.into_string().ok())
 }
 
 /// The interface's MAC address.
@@ -52,39 +61,17 @@ pub fn link_local_from(text: &str, name: &str) -> Option<Ipv6Addr> {
 
 /// IPv4 addresses of every interface: (interface, address, prefix length).
 pub fn ipv4_addresses() -> Vec<(String, std::net::Ipv4Addr, u8)> {
-    let mut out = Vec::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free with freeifaddrs below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return out;
-    }
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned; its pointers are valid or null.
-        unsafe {
-            let ifa = &*cur;
-            if !ifa.ifa_addr.is_null()
-                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
-                && !ifa.ifa_netmask.is_null()
-            {
-                let addr = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                let mask = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
-                let name = std::ffi::CStr::from_ptr(ifa.ifa_name)
-                    .to_string_lossy()
-                    .into_owned();
-                let prefix = u32::from_be(mask.sin_addr.s_addr).leading_ones() as u8;
-                out.push((
-                    name,
-                    std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
-                    prefix,
-                ));
-            }
-            cur = ifa.ifa_next;
-        }
-    }
-    // SAFETY: frees the list getifaddrs allocated, once.
-    unsafe { libc::freeifaddrs(head) };
-    out
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|ifa| {
+            let addr = ifa.address.as_ref()?.as_sockaddr_in()?.ip();
+            let mask = ifa.netmask.as_ref()?.as_sockaddr_in()?.ip();
+            let prefix = u32::from(mask).leading_ones() as u8;
+            Some((ifa.interface_name, addr, prefix))
+        })
+        .collect()
 }
 
 #[cfg(test)]

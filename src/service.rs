@@ -1,0 +1,103 @@
+//! The one shape every long-running part of netnode has (DHCP, router advertisements, metadata;
+//! DNS, control and metrics next).
+//!
+//! A service is started from the first table snapshot and a [`Context`], told of every new
+//! snapshot ([`Service::update`]) and of every interface change ([`Service::link`]), reports
+//! its counters as a [`Report`], and stops when the context's shutdown token is cancelled;
+//! [`Service::finished`] then waits for it. The server keeps only the list of services, the
+//! reload and the signals: adding a service is one entry in its list.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use crate::netif::LinkEvent;
+use crate::stats::Report;
+use crate::table::Table;
+
+/// The one stop signal of the daemon: cancelled once, seen by every service.
+pub type Shutdown = CancellationToken;
+
+/// What a service is started with.
+#[derive(Clone)]
+pub struct Context {
+    /// The current table; the server swaps a new snapshot in before it calls `update`.
+    pub table: Arc<ArcSwap<Table>>,
+    /// Cancelled when the daemon stops.
+    pub shutdown: Shutdown,
+    /// dnsmasq's `--dhcp-script` (drop-in mode), told of every lease change.
+    pub script: Option<ScriptSettings>,
+    /// Drop-in dnsmasq: every bridge must exist at start, as dnsmasq dies when it cannot
+    /// listen (nova must see that exit status). Native mode waits for missing bridges.
+    pub require_bridges: bool,
+    /// Whether this source serves DHCP at all (a radvd.conf does not).
+    pub serves_dhcp: bool,
+}
+
+/// dnsmasq's `--dhcp-script` and how it is run.
+#[derive(Debug, Clone)]
+pub struct ScriptSettings {
+    /// The script.
+    pub path: PathBuf,
+    /// `DNSMASQ_DOMAIN`.
+    pub domain: Option<String>,
+    /// `--leasefile-ro`: the script's `init` output is the lease database at start.
+    pub leasefile_ro: bool,
+}
+
+/// Why a new snapshot came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// SIGHUP (dnsmasq also tells its script `old` for every lease then).
+    Hangup,
+    /// A source file changed.
+    FileChanged,
+}
+
+/// A running service.
+pub trait Service: Send {
+    /// Its name in logs.
+    fn name(&self) -> &'static str;
+
+    /// A new snapshot is in place (`table` is the one now in the context's holder).
+    fn update(&mut self, table: &Arc<Table>, why: Reload);
+
+    /// An interface appeared, changed or went away.
+    fn link(&mut self, event: &LinkEvent);
+
+    /// Its counters now.
+    fn report(&self) -> Report;
+
+    /// Waits until the service has stopped (the shutdown token is cancelled first) and
+    /// returns its last counters.
+    fn finished(self: Box<Self>) -> Pin<Box<dyn Future<Output = Report> + Send>>;
+}
+
+/// A local fault that keeps a service from starting. Peers never cause these.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A socket could not be opened or bound.
+    #[error("{what}: {source}")]
+    Socket {
+        /// What was being opened, with its address or interface.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The lease store could not be opened.
+    #[error("opening the lease store: {0}")]
+    Store(#[from] crate::dhcp::store::StoreError),
+    /// The password store could not be opened.
+    #[error("opening the password store: {0}")]
+    Passwords(#[from] crate::metadata::password::LoadError),
+    /// The dhcp-script's `init` failed.
+    #[error("running the dhcp-script's init: {0}")]
+    Script(#[from] crate::compat::script::ScriptError),
+    /// A thread could not be started.
+    #[error("starting a thread: {0}")]
+    Thread(std::io::Error),
+}

@@ -1,0 +1,89 @@
+//! Where the table comes from: netnode's TOML config, or a drop-in command line (dnsmasq's
+//! arguments, a radvd.conf). Every source builds the same [`Table`]; [`files`] says when the
+//! files it was read from change.
+
+pub mod files;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::compat::{dnsmasq, radvd};
+use crate::table::{build, Table};
+
+/// Where the table comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// netnode's TOML config.
+    Toml(PathBuf),
+    /// A dnsmasq command line (drop-in mode): its files are re-read at each load.
+    Dnsmasq(Box<dnsmasq::DnsmasqOptions>),
+    /// A radvd.conf (drop-in mode): router advertisements only.
+    Radvd(PathBuf),
+}
+
+/// Why a table could not be built from its source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The config or a file it names.
+    #[error(transparent)]
+    Table(#[from] build::LoadError),
+    /// A dnsmasq command line that cannot be served.
+    #[error("dnsmasq command line: {0}")]
+    Dnsmasq(#[from] dnsmasq::ConfigError),
+    /// The radvd.conf could not be read.
+    #[error("reading {}: {source}", path.display())]
+    RadvdRead {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The radvd.conf is invalid.
+    #[error("{}: {source}", path.display())]
+    Radvd {
+        /// The file.
+        path: PathBuf,
+        /// The line and reason.
+        source: radvd::ConfError,
+    },
+}
+
+impl Source {
+    /// Builds the table, reading every file it names.
+    pub fn load(&self) -> Result<Table, SourceError> {
+        match self {
+            Source::Toml(path) => Ok(build::load(path)?),
+            Source::Dnsmasq(opts) => {
+                let config = dnsmasq::to_config(opts, &crate::netif::ipv4_addresses())?;
+                let mut table = build::from_config(&config, Path::new("dnsmasq command line"))?;
+                table.problems.extend(dnsmasq::check_addn_hosts(opts));
+                Ok(table)
+            }
+            Source::Radvd(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| SourceError::RadvdRead {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let ifaces = radvd::parse(&text).map_err(|source| SourceError::Radvd {
+                    path: path.clone(),
+                    source,
+                })?;
+                let mut table = radvd::to_table(&ifaces);
+                table.sources.push(path.clone());
+                Ok(table)
+            }
+        }
+    }
+
+    /// Whether this source serves DHCP (a radvd.conf does not).
+    pub fn serves_dhcp(&self) -> bool {
+        !matches!(self, Source::Radvd(_))
+    }
+
+    /// Whether every bridge must exist at start (dnsmasq dies when it cannot listen, and nova
+    /// must see that exit status); netnode's own config waits for missing bridges.
+    pub fn requires_bridges(&self) -> bool {
+        matches!(self, Source::Dnsmasq(_))
+    }
+}
