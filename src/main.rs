@@ -127,13 +127,23 @@ enum Command {
         /// Put the address on the interface (`ip addr replace`) after an ACK.
         #[arg(long)]
         configure: bool,
-        /// Seconds to wait for each reply.
-        #[arg(long, default_value_t = 2)]
-        timeout: u64,
+        /// Seconds to wait for each reply (fractions allowed, e.g. 0.05).
+        #[arg(long, default_value_t = 2.0, value_parser = positive_seconds)]
+        timeout: f64,
         /// How many times to send each request before giving up.
         #[arg(long, default_value_t = 3)]
         attempts: u32,
     },
+}
+
+/// A positive, finite number of seconds.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 3600.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 3600"
+        )),
+    }
 }
 
 /// The drop-in programs, by argv[0] or as the first argument.
@@ -330,7 +340,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 mac,
                 relay,
                 server,
-                timeout: Duration::from_secs(timeout),
+                timeout: Duration::from_secs_f64(timeout),
                 attempts,
             };
             let c = Client::new(cfg)

@@ -42,7 +42,7 @@ type SharedStats = Arc<Mutex<HashMap<Arc<str>, Stats>>>;
 pub struct RaService {
     commands: mpsc::UnboundedSender<Command>,
     stats: SharedStats,
-    task: JoinHandle<()>,
+    finished: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Starts the RA service (an idle task when no bridge advertises: a reload may add one).
@@ -50,11 +50,27 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
     let (commands, rx) = mpsc::unbounded_channel();
     let stats = SharedStats::default();
     let table = ctx.table.load_full();
-    let task = tokio::spawn(run(table, rx, stats.clone(), ctx.shutdown.clone()));
+    // A thread of its own with a single-threaded runtime: each advertisement is then one
+    // wakeup of one thread (the timer and the sockets share its epoll), where the daemon's
+    // multi-threaded runtime woke a second worker for every timer that fired.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Thread)?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let shutdown = ctx.shutdown.clone();
+    let task_stats = stats.clone();
+    std::thread::Builder::new()
+        .name("ra".into())
+        .spawn(move || {
+            runtime.block_on(run(table, rx, task_stats, shutdown));
+            let _ = done.send(());
+        })
+        .map_err(StartError::Thread)?;
     Ok(Some(Box::new(RaService {
         commands,
         stats,
-        task,
+        finished,
     })))
 }
 
@@ -77,7 +93,7 @@ impl Service for RaService {
 
     fn finished(self: Box<Self>) -> Pin<Box<dyn Future<Output = Report> + Send>> {
         Box::pin(async move {
-            let _ = self.task.await;
+            let _ = self.finished.await;
             report_of(&self.stats)
         })
     }
