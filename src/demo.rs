@@ -8,13 +8,57 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-use anyhow::{bail, Context as _};
 
 use crate::lab::clients::{parse_dhcpcd_output, Acquired, ClientKind, ClientRun};
 use crate::lab::{self, Daemon, Instance, Lab};
 use crate::table::ipv6::{self, Backend};
+
+/// Why the demo did not finish (after it removed its lab).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// Namespaces need root.
+    #[error("the demo builds network namespaces and needs root: run it with sudo")]
+    NotRoot,
+    /// A program the demo needs is missing.
+    #[error("{program} is not installed (Debian package {package})")]
+    Missing {
+        /// The program.
+        program: &'static str,
+        /// Its package.
+        package: &'static str,
+    },
+    /// `--instances` out of range.
+    #[error("--instances must be between 1 and 200")]
+    Instances,
+    /// Ctrl-C or SIGTERM.
+    #[error("interrupted; the lab has been removed")]
+    Interrupted,
+    /// A step failed.
+    #[error("{what}: {source}")]
+    Step {
+        /// The step.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Some instance got no lease, no SLAAC address or no metadata.
+    #[error("{failed} instance(s) got no lease, {no_slaac} formed no SLAAC address, {no_metadata} read no metadata")]
+    Incomplete {
+        /// Instances without a lease.
+        failed: usize,
+        /// Instances without their SLAAC address.
+        no_slaac: usize,
+        /// Instances that read no metadata.
+        no_metadata: usize,
+    },
+}
+
+/// Names the step an IO error happened in.
+fn step(what: &'static str) -> impl FnOnce(std::io::Error) -> DemoError {
+    move |source| DemoError::Step { what, source }
+}
 
 /// Where instances find their metadata.
 const METADATA_IP: &str = "169.254.169.254";
@@ -36,7 +80,7 @@ fn instances_toml(lab: &Lab) -> String {
 }
 
 /// The instance's EC2 instance-id, fetched from inside it (curl, or netnode's own GET).
-fn fetch_instance_id(inst: &Instance) -> anyhow::Result<String> {
+fn fetch_instance_id(inst: &Instance) -> std::io::Result<String> {
     let _ = inst.ns.ip(&[
         "route",
         "replace",
@@ -58,17 +102,11 @@ fn fetch_instance_id(inst: &Instance) -> anyhow::Result<String> {
 }
 
 /// The demo network's IPv6 prefix, advertised for SLAAC.
-const V6_PREFIX: &str = "fd00:1::/64";
+const V6_PREFIX: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0);
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn interrupted() -> anyhow::Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted; the lab has been removed");
+fn interrupted(flag: &AtomicBool) -> Result<(), DemoError> {
+    if flag.load(Ordering::SeqCst) {
+        return Err(DemoError::Interrupted);
     }
     Ok(())
 }
@@ -100,26 +138,23 @@ pub struct DemoOptions {
 }
 
 /// Runs the demo.
-pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
+pub fn run(opts: &DemoOptions) -> Result<(), DemoError> {
     if !lab::is_root() {
-        bail!("the demo builds network namespaces and needs root: run it with sudo");
+        return Err(DemoError::NotRoot);
     }
     if !lab::have("ip") {
-        bail!("the demo needs the `ip` command (Debian package iproute2)");
+        return Err(DemoError::Missing {
+            program: "ip",
+            package: "iproute2",
+        });
     }
     if opts.instances == 0 || opts.instances > 200 {
-        bail!("--instances must be between 1 and 200");
+        return Err(DemoError::Instances);
     }
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_interrupt as *const () as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_interrupt as *const () as libc::sighandler_t,
-        );
+    // Ctrl-C and SIGTERM only raise a flag: the lab is removed on the way out.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).map_err(step("catching Ctrl-C"))?;
     }
     let kind = match opts.client {
         ClientChoice::Auto => [ClientKind::Dhclient, ClientKind::Udhcpc, ClientKind::Dhcpcd]
@@ -131,11 +166,12 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
         ClientChoice::Netnode => None,
     };
     match kind {
-        Some(k) if !k.installed() => bail!(
-            "{} is not installed (Debian package {})",
-            k.program(),
-            k.package()
-        ),
+        Some(k) if !k.installed() => {
+            return Err(DemoError::Missing {
+                program: k.program(),
+                package: k.package(),
+            })
+        }
         Some(k) => println!(
             "client: {} (a real DHCP client) in each instance",
             k.program()
@@ -151,15 +187,20 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<()> {
         "building the lab: bridge br100 ({server_ip}/24) and {} instance namespace(s)...",
         opts.instances
     );
-    let lab =
-        Lab::build("demo", opts.instances, server_ip, 24).context("building the namespace lab")?;
-    let result = serve_and_report(&lab, kind, opts);
+    let lab = Lab::build("demo", opts.instances, server_ip, 24)
+        .map_err(step("building the namespace lab"))?;
+    let result = serve_and_report(&lab, kind, opts, &stop);
     println!("removing the lab...");
     drop(lab);
     result
 }
 
-fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> anyhow::Result<()> {
+fn serve_and_report(
+    lab: &Lab,
+    kind: Option<ClientKind>,
+    opts: &DemoOptions,
+    stop: &AtomicBool,
+) -> Result<(), DemoError> {
     let hosts: String = lab
         .instances
         .iter()
@@ -173,41 +214,49 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
             )
         })
         .collect();
-    fs::write(lab.dir.join("nova-br100.conf"), hosts)?;
-    fs::write(
-        lab.dir.join("nova-br100.opts"),
-        format!("3,{}\n", lab.server_ip),
-    )?;
+    let write = step("writing the lab's files");
+    fs::write(lab.dir.join("nova-br100.conf"), hosts)
+        .and_then(|()| {
+            fs::write(
+                lab.dir.join("nova-br100.opts"),
+                format!("3,{}\n", lab.server_ip),
+            )
+        })
+        .map_err(write)?;
     let config = lab.dir.join("netnode.toml");
     fs::write(
         &config,
         format!(
-            "[[network]]\nname = \"vmnet\"\nbridge = \"{}\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"1h\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\ncidr_v6 = \"{V6_PREFIX}\"\n[network.ra]\nprofile = \"nova\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n[metadata]\nlisten = \"{METADATA_IP}:80\"\n{}",
+            "[[network]]\nname = \"vmnet\"\nbridge = \"{}\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"1h\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\ncidr_v6 = \"{V6_PREFIX}/64\"\n[network.ra]\nprofile = \"nova\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n[metadata]\nlisten = \"{METADATA_IP}:80\"\n{}",
             lab.bridge,
             lab.cidr(),
             lab.server_ip,
             instances_toml(lab)
         ),
-    )?;
+    )
+    .map_err(step("writing netnode's config"))?;
     // The metadata address lives on the bridge, as the DNAT target does on a network node.
-    lab.server.ip(&[
-        "addr",
-        "add",
-        &format!("{METADATA_IP}/32"),
-        "dev",
-        &lab.bridge,
-    ])?;
-    let exe = std::env::current_exe().context("finding the netnode binary")?;
+    lab.server
+        .ip(&[
+            "addr",
+            "add",
+            &format!("{METADATA_IP}/32"),
+            "dev",
+            &lab.bridge,
+        ])
+        .map_err(step("adding the metadata address"))?;
+    let exe = std::env::current_exe().map_err(step("finding the netnode binary"))?;
     let config_arg = config.display().to_string();
     let mut daemon = Daemon::start(
         &lab.server,
         &exe,
         &["serve", "--config", &config_arg],
         &lab.dir.join("netnode.log"),
-    )?;
+    )
+    .map_err(step("starting netnode"))?;
     daemon
         .wait_for_log("dhcp listening", 1, Duration::from_secs(10))
-        .context("starting netnode")?;
+        .map_err(step("starting netnode"))?;
     println!(
         "netnode is serving {} in namespace {}",
         lab.bridge,
@@ -216,10 +265,10 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
 
     let mut rows = Vec::new();
     for (i, inst) in lab.instances.iter().enumerate() {
-        interrupted()?;
+        interrupted(stop)?;
         let got = obtain(lab, inst, kind);
         let instance_id = match &got {
-            Ok(_) => fetch_instance_id(inst).unwrap_or_else(|e| format!("error: {e:#}")),
+            Ok(_) => fetch_instance_id(inst).unwrap_or_else(|e| format!("error: {e}")),
             Err(_) => "-".into(),
         };
         rows.push(Row {
@@ -231,18 +280,14 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
         });
     }
     // The kernels form their SLAAC addresses from netnode's router advertisements.
-    let prefix: ipnetwork::Ipv6Network = V6_PREFIX.parse()?;
     for _ in 0..80 {
-        interrupted()?;
+        interrupted(stop)?;
         for row in rows.iter_mut().filter(|r| r.slaac.is_none()) {
-            let want = ipv6::instance_address(
-                prefix.network(),
-                prefix.prefix(),
-                row.inst.mac,
-                Backend::Rfc2462,
-                None,
-            )?;
-            if Lab::slaac_addresses(row.inst).contains(&want) {
+            let want = ipv6::instance_address(V6_PREFIX, 64, row.inst.mac, Backend::Rfc2462, None);
+            if let Some(want) = want
+                .ok()
+                .filter(|w| Lab::slaac_addresses(row.inst).contains(w))
+            {
                 row.slaac = Some(want);
             }
         }
@@ -251,7 +296,7 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    interrupted()?;
+    interrupted(stop)?;
     println!();
     print!("{}", render(&rows, kind));
     // The lease file is rewritten within a second of a change.
@@ -274,7 +319,7 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
             "\nserving until Ctrl-C (netnode log: {})",
             daemon.log.display()
         );
-        while !INTERRUPTED.load(Ordering::SeqCst) {
+        while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -287,26 +332,33 @@ fn serve_and_report(lab: &Lab, kind: Option<ClientKind>, opts: &DemoOptions) -> 
         .count();
     if failed > 0 || no_slaac > 0 || no_metadata > 0 {
         eprintln!("\nnetnode log:\n{}", daemon.log_text());
-        bail!("{failed} instance(s) got no lease, {no_slaac} formed no SLAAC address, {no_metadata} read no metadata");
+        return Err(DemoError::Incomplete {
+            failed,
+            no_slaac,
+            no_metadata,
+        });
     }
     Ok(())
 }
 
-fn obtain(lab: &Lab, inst: &Instance, kind: Option<ClientKind>) -> anyhow::Result<Acquired> {
+fn obtain(lab: &Lab, inst: &Instance, kind: Option<ClientKind>) -> std::io::Result<Acquired> {
     let Some(kind) = kind else {
         return own_client(inst);
     };
     let run = ClientRun::new(inst, kind, &lab.dir)?;
     let out = run.obtain()?;
-    let got = match kind {
-        ClientKind::Dhcpcd => parse_dhcpcd_output(&String::from_utf8_lossy(&out.stdout)).acquired(),
-        _ => run.acquired().context("the client's hook saw no address")?,
-    };
-    Ok(got)
+    match kind {
+        ClientKind::Dhcpcd => {
+            Ok(parse_dhcpcd_output(&String::from_utf8_lossy(&out.stdout)).acquired())
+        }
+        _ => run
+            .acquired()
+            .ok_or_else(|| std::io::Error::other("the client's hook saw no address")),
+    }
 }
 
 /// netnode's own client, run inside the instance namespace through the netnode binary.
-fn own_client(inst: &Instance) -> anyhow::Result<Acquired> {
+fn own_client(inst: &Instance) -> std::io::Result<Acquired> {
     let exe = std::env::current_exe()?;
     let out =
         lab::run(
@@ -337,7 +389,7 @@ struct Row<'a> {
     instance_id: String,
     index: usize,
     inst: &'a Instance,
-    got: anyhow::Result<Acquired>,
+    got: std::io::Result<Acquired>,
     /// The EUI-64 address netnode computes, once the kernel has formed exactly it.
     slaac: Option<Ipv6Addr>,
 }
@@ -376,7 +428,7 @@ fn render(rows: &[Row<'_>], kind: Option<ClientKind>) -> String {
             Err(e) => {
                 let _ = writeln!(
                     out,
-                    "{:<10} {:<18} {:<9} NO LEASE: {e:#}  {slaac}",
+                    "{:<10} {:<18} {:<9} NO LEASE: {e}  {slaac}",
                     format!("vm-{i}"),
                     inst.mac.to_string(),
                     client

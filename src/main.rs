@@ -357,7 +357,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let Some(mask) = got.mask else {
                     bail!("the ACK carried no subnet mask")
                 };
-                let prefix = u32::from(mask).leading_ones();
+                let prefix = ipnetwork::ipv4_mask_to_prefix(mask)
+                    .with_context(|| format!("the ACK's subnet mask {mask} is not a netmask"))?;
                 netnode::lab::ip(&[
                     "addr",
                     "replace",

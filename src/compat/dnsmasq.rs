@@ -416,8 +416,7 @@ fn parse_range(text: &str) -> Result<Option<DhcpRange>, String> {
             range.is_static = true;
         } else if let Ok(addr) = f.parse::<Ipv4Addr>() {
             // The end of a dynamic range, or the netmask: a netmask has contiguous ones.
-            let bits = u32::from(addr);
-            if bits.leading_ones() + bits.trailing_zeros() == 32 && bits != 0 {
+            if ipnetwork::ipv4_mask_to_prefix(addr).is_ok_and(|p| p > 0) {
                 range.netmask = Some(addr);
             }
         } else if let Some(l) = LeaseTime::parse(f) {

@@ -460,6 +460,16 @@ fn client_ids_and_per_host_infinite_leases() {
         sim.send(discover(DB).option(61, &[9, 9]).build()),
         Decision::Drop(DropReason::UnknownClient)
     );
+    // Others are unaffected: web-1 is still offered its own address, and db with its own id
+    // is still answered with its address and keeps its lease.
+    let (kind, _, offer) = reply(&sim.send(discover(WEB).build()));
+    assert_eq!((kind, offer.yiaddr()), (MessageType::Offer, WEB_IP));
+    let (kind, _, offer) = reply(&sim.send(discover(DB).option(61, &id).build()));
+    assert_eq!(
+        (kind, offer.yiaddr()),
+        (MessageType::Offer, Ipv4Addr::new(198, 18, 0, 11))
+    );
+    assert_eq!(sim.active(DB).unwrap().client_id.as_deref(), Some(&id[..]));
 }
 
 #[test]

@@ -586,27 +586,40 @@ mod tests {
 
     #[test]
     fn concurrent_commits_and_compactions_lose_nothing() {
+        use std::sync::atomic::AtomicUsize;
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
         let s = std::sync::Arc::new(s);
+        let compactions = std::sync::Arc::new(AtomicUsize::new(0));
+        let writers_done = std::sync::Arc::new(AtomicUsize::new(0));
         let writers: Vec<_> = (0..4u8)
             .map(|t| {
-                let s = s.clone();
+                let (s, compactions, done) = (s.clone(), compactions.clone(), writers_done.clone());
                 std::thread::spawn(move || {
                     for n in 0..50u8 {
                         let mut l = lease(n, None);
                         l.ip = Ipv4Addr::new(198, 18, t, n);
                         s.commit(&[LeaseChange::Grant(l)]).unwrap();
+                        if n == 25 {
+                            // Halfway, wait for a compaction: they really interleave.
+                            let seen = compactions.load(Ordering::SeqCst);
+                            while compactions.load(Ordering::SeqCst) == seen {
+                                std::thread::yield_now();
+                            }
+                        }
                     }
+                    done.fetch_add(1, Ordering::SeqCst);
                 })
             })
             .collect();
-        for _ in 0..20 {
+        while writers_done.load(Ordering::SeqCst) < 4 {
             s.compact(0).unwrap();
+            compactions.fetch_add(1, Ordering::SeqCst);
         }
         for w in writers {
             w.join().unwrap();
         }
+        assert!(compactions.load(Ordering::SeqCst) > 0);
         drop(s);
         let (s, _) = LeaseStore::open(dir.path(), false, None, 0).unwrap();
         assert_eq!(s.len(), 200);

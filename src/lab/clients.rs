@@ -192,8 +192,10 @@ impl<'a> ClientRun<'a> {
                 .split_whitespace()
                 .filter_map(|p| p.parse::<i32>().ok())
             {
-                // SAFETY: kill has no memory preconditions; the pid is in our own namespace.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }

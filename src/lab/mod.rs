@@ -13,14 +13,17 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use ipnetwork::Ipv4Network;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 use crate::table::MacAddr;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Whether this process runs as root (namespaces need it).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// Runs a command and fails with its stderr when it exits non-zero.
@@ -97,8 +100,7 @@ impl Drop for Netns {
         {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
-                    // SAFETY: kill has no memory preconditions.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
             }
         }
@@ -274,20 +276,18 @@ impl Lab {
 
     /// The netmask of the lab network.
     pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(
-            u32::MAX
-                .checked_shl(32 - u32::from(self.prefix))
-                .unwrap_or(0),
-        )
+        self.network().mask()
+    }
+
+    fn network(&self) -> Ipv4Network {
+        Ipv4Network::new(self.server_ip, self.prefix)
+            .and_then(|n| Ipv4Network::new(n.network(), n.prefix()))
+            .unwrap_or_else(|_| Ipv4Network::from(self.server_ip))
     }
 
     /// The network address and prefix, `a.b.c.d/len`.
     pub fn cidr(&self) -> String {
-        format!(
-            "{}/{}",
-            Ipv4Addr::from(u32::from(self.server_ip) & u32::from(self.netmask())),
-            self.prefix
-        )
+        format!("{}/{}", self.network().network(), self.prefix)
     }
 }
 
@@ -373,8 +373,9 @@ impl Daemon {
     /// Sends a signal.
     pub fn signal(&self, sig: i32) {
         if let Some(pid) = self.pid() {
-            // SAFETY: kill has no memory preconditions; the pid is our own child's.
-            unsafe { libc::kill(pid, sig) };
+            if let Ok(sig) = Signal::try_from(sig) {
+                let _ = kill(Pid::from_raw(pid), sig);
+            }
         }
     }
 

@@ -68,7 +68,7 @@ pub fn ipv4_addresses() -> Vec<(String, std::net::Ipv4Addr, u8)> {
         .filter_map(|ifa| {
             let addr = ifa.address.as_ref()?.as_sockaddr_in()?.ip();
             let mask = ifa.netmask.as_ref()?.as_sockaddr_in()?.ip();
-            let prefix = u32::from(mask).leading_ones() as u8;
+            let prefix = ipnetwork::ipv4_mask_to_prefix(mask).ok()?;
             Some((ifa.interface_name, addr, prefix))
         })
         .collect()

@@ -7,8 +7,6 @@
 //! reordered event harmless: if the kernel's buffer overflowed, a [`LinkEvent::Resync`] tells
 //! everyone to check everything.
 
-use std::os::fd::AsRawFd;
-
 use futures_util::StreamExt;
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::link::LinkAttribute;
@@ -64,11 +62,8 @@ pub fn monitor() -> std::io::Result<mpsc::UnboundedReceiver<LinkEvent>> {
         MulticastGroup::Ipv6Ifaddr,
     ])?;
     // Past rmem_max where privileges allow (as with the DHCP sockets); otherwise the default.
-    let fd = connection.socket_mut().socket_mut().as_raw_fd();
-    // SAFETY: the descriptor belongs to the connection, which outlives this call.
-    let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let _ = nix::sys::socket::setsockopt(
-        &socket,
+        &*connection.socket_mut().socket_mut(),
         nix::sys::socket::sockopt::RcvBufForce,
         &RECEIVE_BUFFER,
     );

@@ -15,7 +15,7 @@ use super::ra::RaParams;
 
 use super::config::{ConfigFile, HostConfig, NetworkConfig};
 use super::hosts::{self, ClientIdMatch, HostEntry};
-use super::options::{encode_classless, hex_bytes};
+use super::options::{code, encode_classless, hex_bytes};
 use super::opts::{self, OptionLine};
 use super::{Binding, LeaseTime, MacAddr, Network, OptionList, Problem, StateSettings, Table};
 
@@ -177,117 +177,206 @@ fn read(path: &Path) -> Result<String, LoadError> {
     })
 }
 
+/// Builds one network: its own settings, its option lines, the options they start from, and
+/// the bindings of its three host sources.
 fn build_network(
     nc: &NetworkConfig,
     origin: &Path,
     problems: &mut Vec<Problem>,
     sources: &mut Vec<PathBuf>,
 ) -> Result<Network, BuildError> {
-    let field = |msg: String| BuildError::Field(msg);
-    if nc.name.is_empty() {
-        return Err(field("name: empty".into()));
-    }
-    if nc.bridge.is_empty() || nc.bridge.len() >= libc::IFNAMSIZ || nc.bridge.contains(['/', ' ']) {
-        return Err(field(format!(
-            "bridge: {:?} is not an interface name",
-            nc.bridge
-        )));
-    }
-    let cidr: Ipv4Network = nc
-        .cidr
-        .parse()
-        .map_err(|e| field(format!("cidr: {:?}: {e}", nc.cidr)))?;
-    // Normalise to the network address (a config may write the gateway's address/len).
-    let cidr =
-        Ipv4Network::new(cidr.network(), cidr.prefix()).map_err(|e| field(format!("cidr: {e}")))?;
-    if cidr.prefix() > 30 {
-        return Err(field(format!(
-            "cidr: /{} leaves no room for hosts",
-            cidr.prefix()
-        )));
-    }
-    let inside = |what: &str, ip: Ipv4Addr| {
-        if cidr.contains(ip) && ip != cidr.network() && ip != cidr.broadcast() {
-            Ok(ip)
-        } else {
-            Err(field(format!(
-                "{what}: {ip} is not a host address of {cidr}"
-            )))
-        }
+    let settings = Settings::validate(nc)?;
+    let option_lines = option_lines(nc, origin, problems, sources)?;
+    let base = base_options(nc, &settings)?;
+    let network = Network {
+        dns: nc.dns_servers.clone(),
+        mtu_v4: nc.mtu,
+        cidr_v6: settings.cidr_v6,
+        ra: None,
+        name: nc.name.clone(),
+        bridge: nc.bridge.clone(),
+        cidr: settings.cidr,
+        gateway: settings.gateway,
+        server: settings.server,
+        lease_time: settings.lease_time,
+        domain: settings.domain.clone(),
+        bindings: Vec::new(),
+        by_mac: HashMap::new(),
+        by_client_id: HashMap::new(),
     };
-    let gateway = nc.gateway.map(|g| inside("gateway", g)).transpose()?;
-    let first_host = Ipv4Addr::from(u32::from(cidr.network()) + 1);
-    let server = match nc.server_address {
-        Some(s) => inside("server_address", s)?,
-        None => gateway.unwrap_or(first_host),
+    // Entries are bound as they are read, never all held at once: a million-line hosts file
+    // parsed into a list beside the table it builds doubled the memory a load needs.
+    let mut bindings = Bindings {
+        network,
+        cidr: settings.cidr,
+        min_lease: settings.min_lease,
+        base: &base,
+        option_lines: &option_lines,
+        resolved: HashMap::new(),
+        domains: HashMap::new(),
+        used_ips: HashMap::new(),
     };
-    let min_lease = match parse_lease(nc.min_lease_time.as_deref())
-        .map_err(|v| field(format!("min_lease_time: {v:?} is not a lease time")))?
-    {
-        Some(LeaseTime::Seconds(s)) => s,
-        Some(LeaseTime::Infinite) => {
-            return Err(field("min_lease_time: cannot be infinite".into()))
-        }
-        None => MIN_LEASE_SECONDS,
-    };
-    let lease_time = at_least(
-        parse_lease(nc.lease_time.as_deref())
-            .map_err(|v| field(format!("lease_time: {v:?} is not a lease time")))?
-            .unwrap_or(DEFAULT_LEASE_TIME),
-        min_lease,
-    );
-    let domain = match nc.domain.as_deref().map(|d| d.trim_end_matches('.')) {
-        Some("") | None => None,
-        Some(d) if hosts::is_hostname(d) => Some(d.to_string()),
-        Some(d) => return Err(field(format!("domain: {d:?} is not a domain name"))),
-    };
+    bind_hosts(&mut bindings, nc, origin, problems, sources)?;
+    Ok(bindings.network)
+}
 
-    // Option lines: TOML `options` first, then the opts file, so the file wins a tie.
-    let mut option_lines: Vec<OptionLine> = Vec::new();
+fn field(msg: String) -> BuildError {
+    BuildError::Field(msg)
+}
+
+/// A network's own settings, validated; errors name the field.
+struct Settings {
+    cidr: Ipv4Network,
+    gateway: Option<Ipv4Addr>,
+    server: Ipv4Addr,
+    min_lease: u32,
+    lease_time: LeaseTime,
+    domain: Option<String>,
+    cidr_v6: Option<Ipv6Network>,
+}
+
+impl Settings {
+    fn validate(nc: &NetworkConfig) -> Result<Settings, BuildError> {
+        if nc.name.is_empty() {
+            return Err(field("name: empty".into()));
+        }
+        if nc.bridge.is_empty()
+            || nc.bridge.len() >= libc::IFNAMSIZ
+            || nc.bridge.contains(['/', ' '])
+        {
+            return Err(field(format!(
+                "bridge: {:?} is not an interface name",
+                nc.bridge
+            )));
+        }
+        let cidr: Ipv4Network = nc
+            .cidr
+            .parse()
+            .map_err(|e| field(format!("cidr: {:?}: {e}", nc.cidr)))?;
+        // Normalise to the network address (a config may write the gateway's address/len).
+        let cidr = Ipv4Network::new(cidr.network(), cidr.prefix())
+            .map_err(|e| field(format!("cidr: {e}")))?;
+        if cidr.prefix() > 30 {
+            return Err(field(format!(
+                "cidr: /{} leaves no room for hosts",
+                cidr.prefix()
+            )));
+        }
+        let inside = |what: &str, ip: Ipv4Addr| {
+            if cidr.contains(ip) && ip != cidr.network() && ip != cidr.broadcast() {
+                Ok(ip)
+            } else {
+                Err(field(format!(
+                    "{what}: {ip} is not a host address of {cidr}"
+                )))
+            }
+        };
+        let gateway = nc.gateway.map(|g| inside("gateway", g)).transpose()?;
+        let first_host = Ipv4Addr::from(u32::from(cidr.network()) + 1);
+        let server = match nc.server_address {
+            Some(s) => inside("server_address", s)?,
+            None => gateway.unwrap_or(first_host),
+        };
+        let min_lease = match parse_lease(nc.min_lease_time.as_deref())
+            .map_err(|v| field(format!("min_lease_time: {v:?} is not a lease time")))?
+        {
+            Some(LeaseTime::Seconds(s)) => s,
+            Some(LeaseTime::Infinite) => {
+                return Err(field("min_lease_time: cannot be infinite".into()))
+            }
+            None => MIN_LEASE_SECONDS,
+        };
+        let lease_time = at_least(
+            parse_lease(nc.lease_time.as_deref())
+                .map_err(|v| field(format!("lease_time: {v:?} is not a lease time")))?
+                .unwrap_or(DEFAULT_LEASE_TIME),
+            min_lease,
+        );
+        let domain = match nc.domain.as_deref().map(|d| d.trim_end_matches('.')) {
+            Some("") | None => None,
+            Some(d) if hosts::is_hostname(d) => Some(d.to_string()),
+            Some(d) => return Err(field(format!("domain: {d:?} is not a domain name"))),
+        };
+        Ok(Settings {
+            cidr,
+            gateway,
+            server,
+            min_lease,
+            lease_time,
+            domain,
+            cidr_v6: cidr_v6(nc)?,
+        })
+    }
+}
+
+/// `cidr_v6`: a prefix SLAAC can use (/64 or shorter), normalised.
+fn cidr_v6(nc: &NetworkConfig) -> Result<Option<Ipv6Network>, BuildError> {
+    let Some(text) = &nc.cidr_v6 else {
+        return Ok(None);
+    };
+    let net: Ipv6Network = text
+        .parse()
+        .map_err(|e| field(format!("cidr_v6: {text:?}: {e}")))?;
+    if net.prefix() > 64 {
+        return Err(field(format!(
+            "cidr_v6: /{} is longer than /64, so SLAAC cannot use it",
+            net.prefix()
+        )));
+    }
+    Ipv6Network::new(net.network(), net.prefix())
+        .map(Some)
+        .map_err(|e| field(format!("cidr_v6: {e}")))
+}
+
+/// Option lines: TOML `options` first, then the opts file, so the file wins a tie.
+fn option_lines(
+    nc: &NetworkConfig,
+    origin: &Path,
+    problems: &mut Vec<Problem>,
+    sources: &mut Vec<PathBuf>,
+) -> Result<Vec<OptionLine>, BuildError> {
+    let mut lines: Vec<OptionLine> = Vec::new();
     let options_origin = format!("{} [network {}] options", origin.display(), nc.name);
     for (i, text) in nc.options.iter().enumerate() {
         match opts::parse_line(text) {
             Ok(mut line) => {
                 line.line = i + 1;
-                option_lines.push(line);
+                lines.push(line);
             }
             Err(reason) => problems.push(Problem::new(&options_origin, i + 1, reason)),
         }
     }
     if let Some(path) = &nc.opts_file {
-        let (lines, bad) = opts::parse(&path.display().to_string(), &read(path)?);
-        option_lines.extend(lines);
+        let (parsed, bad) = opts::parse(&path.display().to_string(), &read(path)?);
+        lines.extend(parsed);
         problems.extend(bad);
         sources.push(path.clone());
     }
+    Ok(lines)
+}
 
-    let mut base: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
-    base.insert(
-        1,
-        u32::MAX
-            .checked_shl(32 - u32::from(cidr.prefix()))
-            .unwrap_or(0)
-            .to_be_bytes()
-            .to_vec(),
-    );
-    base.insert(28, cidr.broadcast().octets().to_vec());
-    if let Some(g) = gateway {
-        base.insert(3, g.octets().to_vec());
+/// The options a network's own settings give every client, before option lines apply.
+fn base_options(nc: &NetworkConfig, s: &Settings) -> Result<BaseOptions, BuildError> {
+    let mut values: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    values.insert(code::SUBNET_MASK, s.cidr.mask().octets().to_vec());
+    values.insert(code::BROADCAST, s.cidr.broadcast().octets().to_vec());
+    if let Some(g) = s.gateway {
+        values.insert(code::ROUTER, g.octets().to_vec());
     }
     if !nc.dns_servers.is_empty() {
-        base.insert(
-            6,
+        values.insert(
+            code::DNS_SERVERS,
             nc.dns_servers.iter().flat_map(|ip| ip.octets()).collect(),
         );
     }
-    if let Some(d) = &domain {
-        base.insert(15, d.as_bytes().to_vec());
+    if let Some(d) = &s.domain {
+        values.insert(code::DOMAIN_NAME, d.as_bytes().to_vec());
     }
     if let Some(mtu) = nc.mtu {
         if mtu < 68 {
             return Err(field(format!("mtu: {mtu} is below the IPv4 minimum of 68")));
         }
-        base.insert(26, mtu.to_be_bytes().to_vec());
+        values.insert(code::INTERFACE_MTU, mtu.to_be_bytes().to_vec());
     }
     let mut routes = Vec::new();
     for r in &nc.routes {
@@ -300,57 +389,17 @@ fn build_network(
             r.gateway,
         ));
     }
-    let base = BaseOptions {
-        values: base,
-        routes,
-    };
+    Ok(BaseOptions { values, routes })
+}
 
-    let cidr_v6 = match &nc.cidr_v6 {
-        Some(text) => {
-            let net: Ipv6Network = text
-                .parse()
-                .map_err(|e| field(format!("cidr_v6: {text:?}: {e}")))?;
-            if net.prefix() > 64 {
-                return Err(field(format!(
-                    "cidr_v6: /{} is longer than /64, so SLAAC cannot use it",
-                    net.prefix()
-                )));
-            }
-            Some(
-                Ipv6Network::new(net.network(), net.prefix())
-                    .map_err(|e| field(format!("cidr_v6: {e}")))?,
-            )
-        }
-        None => None,
-    };
-    let network = Network {
-        dns: nc.dns_servers.clone(),
-        mtu_v4: nc.mtu,
-        cidr_v6,
-        ra: None,
-        name: nc.name.clone(),
-        bridge: nc.bridge.clone(),
-        cidr,
-        gateway,
-        server,
-        lease_time,
-        domain,
-        bindings: Vec::new(),
-        by_mac: HashMap::new(),
-        by_client_id: HashMap::new(),
-    };
-    // Entries are bound as they are read, never all held at once: a million-line hosts file
-    // parsed into a list beside the table it builds doubled the memory a load needs.
-    let mut bindings = Bindings {
-        network,
-        cidr,
-        min_lease,
-        base: &base,
-        option_lines: &option_lines,
-        resolved: HashMap::new(),
-        domains: HashMap::new(),
-        used_ips: HashMap::new(),
-    };
+/// Binds the network's hosts: its hosts file, then `--dhcp-host` lines, then TOML hosts.
+fn bind_hosts(
+    bindings: &mut Bindings<'_>,
+    nc: &NetworkConfig,
+    origin: &Path,
+    problems: &mut Vec<Problem>,
+    sources: &mut Vec<PathBuf>,
+) -> Result<(), BuildError> {
     if let Some(path) = &nc.hosts_file {
         let file = path.display().to_string();
         let text = read(path)?;
@@ -378,7 +427,7 @@ fn build_network(
             Err(reason) => problems.push(Problem::new(origin, 0, reason)),
         }
     }
-    Ok(bindings.network)
+    Ok(())
 }
 
 /// A lease time raised to the network's minimum, as dnsmasq raises shorter leases (each renewal
@@ -581,7 +630,7 @@ fn resolve_options(
         }
     }
     let mut out: BTreeMap<u8, Vec<u8>> = base.values.clone();
-    let lines_set_routes = best.contains_key(&121);
+    let lines_set_routes = best.contains_key(&code::CLASSLESS_ROUTES);
     for (code, (_, order)) in best {
         match lines.get(order).and_then(|l| l.value.clone()) {
             Some(value) => out.insert(code, value),
@@ -593,14 +642,14 @@ fn resolve_options(
         // route too, via the router this client resolved to (none if its option 3 is off).
         let mut routes = base.routes.clone();
         let router = out
-            .get(&3)
+            .get(&code::ROUTER)
             .and_then(|r| <[u8; 4]>::try_from(r.get(..4)?).ok());
         if let (Some(r), false) = (router, routes.iter().any(|(d, _)| d.prefix() == 0)) {
             if let Ok(default) = Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0) {
                 routes.push((default, Ipv4Addr::from(r)));
             }
         }
-        out.insert(121, encode_classless(&routes));
+        out.insert(code::CLASSLESS_ROUTES, encode_classless(&routes));
     }
     OptionList(
         out.into_iter()

@@ -5,6 +5,24 @@ use std::net::Ipv4Addr;
 
 use ipnetwork::Ipv4Network;
 
+/// The option codes netnode sets from a network's own settings (RFC 2132, RFC 3442).
+pub mod code {
+    /// Subnet mask.
+    pub const SUBNET_MASK: u8 = 1;
+    /// Default routers.
+    pub const ROUTER: u8 = 3;
+    /// DNS servers.
+    pub const DNS_SERVERS: u8 = 6;
+    /// Domain name.
+    pub const DOMAIN_NAME: u8 = 15;
+    /// Interface MTU.
+    pub const INTERFACE_MTU: u8 = 26;
+    /// Broadcast address.
+    pub const BROADCAST: u8 = 28;
+    /// Classless static routes.
+    pub const CLASSLESS_ROUTES: u8 = 121;
+}
+
 /// How an option's value is written on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -235,13 +235,14 @@ impl Served {
     }
 }
 
-/// Reads a counter such as `ack=3` out of a stats line.
+/// Reads a counter such as `ack=3` out of a stats line. Every counter is in the line, zeros
+/// included, so a name that is not there is a mistake in the test: it panics.
 pub fn counter(stats: &str, name: &str) -> u64 {
     stats
         .split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{name}=")))
         .and_then(|v| v.trim_matches('"').parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no counter {name:?} in {stats:?}"))
 }
 
 /// Sends SIGHUP to `pid` every 10 ms while the instance runs single-attempt DORA exchanges with
