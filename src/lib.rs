@@ -1,9 +1,11 @@
 //! netnode: the data plane of a cloud network node in one daemon. DHCPv4 from a MAC-to-IP
-//! table on every bridge, replacing the dnsmasq processes nova-network spawned per bridge.
+//! table, IPv6 router advertisements and instance metadata on every bridge, replacing the
+//! dnsmasq and radvd processes nova-network spawned (see ARCHITECTURE.md).
 //!
 //! Protocol logic lives in pure engines ([`dhcp::Engine`]) that take values and return
 //! decisions; sockets, clocks and signals live in thin shells ([`dhcp::listener`], [`server`]).
 
+pub mod check;
 pub mod clock;
 pub mod compat;
 pub mod demo;
@@ -11,6 +13,7 @@ pub mod dhcp;
 pub mod durable;
 pub mod lab;
 pub mod loadgen;
+pub mod lock;
 pub mod metadata;
 pub mod netif;
 pub mod ra;

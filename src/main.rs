@@ -12,9 +12,11 @@ use netnode::dhcp::client::{self, Client, ClientConfig};
 use netnode::table::ipv6::{self, Backend};
 use netnode::table::{build, MacAddr};
 
-/// netnode: the data plane of a cloud network node (DHCPv4 from a MAC-to-IP table per bridge).
+/// netnode: the data plane of a cloud network node. On every bridge: DHCPv4 from a MAC-to-IP
+/// table, IPv6 router advertisements and instance metadata; also in place of nova's dnsmasq,
+/// radvd and dhcp_release.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,17 +24,40 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the daemon: SIGHUP reloads, SIGUSR1 logs counters, SIGTERM stops.
+    /// Run the daemon on a TOML config.
+    #[command(long_about = SERVE_HELP)]
     Serve {
         /// The TOML config file.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// Load a config and its files, print what would be served and every problem, then exit.
+    #[command(long_about = CHECK_HELP)]
     Check {
         /// The TOML config file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Run as dnsmasq, with nova's or neutron's command line (also when called as `dnsmasq`).
+    #[command(disable_help_flag = true)]
+    Dnsmasq {
+        /// dnsmasq's arguments (`netnode dnsmasq --help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run as radvd on a radvd.conf (also when called as `radvd`).
+    #[command(disable_help_flag = true)]
+    Radvd {
+        /// radvd's arguments (`netnode radvd --help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Release a lease as dnsmasq's dhcp_release does (also when called as `dhcp_release`).
+    #[command(name = "dhcp_release", disable_help_flag = true)]
+    DhcpRelease {
+        /// `<interface> <address> <MAC> [<client_id>]`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Build a throwaway lab in network namespaces, serve it, and show what real clients got.
     Demo {
@@ -136,6 +161,72 @@ enum Command {
     },
 }
 
+/// `serve --help`.
+const SERVE_HELP: &str = "Run the daemon on a TOML config: DHCP, router advertisements and metadata on every bridge the config names (a bridge that does not exist yet is served once it appears).
+
+Logs go to stderr, at info level: one line per lease granted (DHCPACK) or refused (DHCPNAK) with the bridge, MAC, address and hostname, and every dropped packet's reason, each kind at most once a second. RUST_LOG sets the level and per-module filters, e.g. RUST_LOG=debug, or RUST_LOG=info,netnode::dhcp=debug for every OFFER. Under systemd, stderr goes to the journal.
+
+Signals: SIGHUP reloads the config and every file it names (an edit of one reloads too); SIGUSR1 logs every counter; SIGTERM and SIGINT stop (a final router advertisement, the lease file written).
+
+A second daemon on the same state directory is refused (exit 1), as is a bridge another process already serves DHCP on.";
+
+/// `check --help`.
+const CHECK_HELP: &str = "Load a config and every file it names, print each network (addresses, bindings, IPv6 prefix and router advertisement settings, metadata instances, DNS servers handed out), warn about bridges that do not exist yet, and list every problem with its file, line and reason.
+
+Exit status: 0 when everything loads; 1 when the config cannot be loaded at all (the error names the file, and the network and key that refer to it); 2 when a line was skipped or an instance cannot be identified (the rest would be served).";
+
+/// Commands for developers and benchmarks, listed apart in `--help`.
+const TOOLS: &[&str] = &["bench", "client", "http-get", "http-null"];
+
+/// The top-level help, with operator commands first and the tools under their own heading.
+fn grouped_help(cmd: clap::Command) -> clap::Command {
+    let width = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().len())
+        .max()
+        .unwrap_or(0);
+    let (mut operator, mut tools) = (String::new(), String::new());
+    for c in cmd.get_subcommands() {
+        let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let line = format!("  {:<width$}  {about}\n", c.get_name());
+        if TOOLS.contains(&c.get_name()) {
+            tools.push_str(&line);
+        } else {
+            operator.push_str(&line);
+        }
+    }
+    operator.push_str(&format!(
+        "  {:<width$}  Print this message or the help of the given command\n",
+        "help"
+    ));
+    cmd.help_template(format!(
+        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\nCommands:\n{operator}\nTools (developers, benchmarks):\n{tools}\nOptions:\n{{options}}{{after-help}}"
+    ))
+    .mut_subcommand("dnsmasq", |c| {
+        c.long_about(netnode::compat::dnsmasq::usage())
+    })
+    .mut_subcommand("radvd", |c| {
+        c.long_about(netnode::compat::entry::RADVD_USAGE)
+    })
+    .mut_subcommand("dhcp_release", |c| {
+        c.long_about(netnode::compat::release::USAGE)
+    })
+}
+
+/// An error and its causes, each cause once (a message that already says its cause is not
+/// followed by it again).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 /// A positive, finite number of seconds.
 fn positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -175,9 +266,13 @@ fn drop_in() -> Option<i32> {
     })
 }
 
+fn exit(status: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(status).unwrap_or(1))
+}
+
 fn main() -> ExitCode {
     if let Some(status) = drop_in() {
-        return ExitCode::from(u8::try_from(status).unwrap_or(1));
+        return exit(status);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -189,10 +284,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let matches = grouped_help(<Cli as clap::CommandFactory>::command()).get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("netnode: {e:#}");
+            eprintln!("netnode: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -208,24 +308,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config } => {
             let table = build::load(&config)?;
-            for n in &table.networks {
-                println!(
-                    "network {} on {}: {} server {} gateway {} lease {} bindings {}",
-                    n.name,
-                    n.bridge,
-                    n.cidr,
-                    n.server,
-                    n.gateway.map_or("-".into(), |g| g.to_string()),
-                    n.lease_time,
-                    n.bindings().len()
-                );
-            }
-            for p in &table.problems {
-                println!("problem: {p}");
-            }
-            if !table.problems.is_empty() {
+            let report = netnode::check::report(&table, &|b| netnode::netif::index(b).is_some());
+            print!("{}", report.text);
+            if report.problems > 0 {
                 return Ok(ExitCode::from(2));
             }
+        }
+        Command::Dnsmasq { args } => return Ok(exit(netnode::compat::entry::dnsmasq(&args))),
+        Command::Radvd { args } => return Ok(exit(netnode::compat::entry::radvd(&args))),
+        Command::DhcpRelease { args } => {
+            return Ok(exit(netnode::compat::entry::dhcp_release(&args)))
         }
         Command::Ipv6Address {
             prefix,

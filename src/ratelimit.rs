@@ -39,6 +39,47 @@ impl LogLimiter {
     }
 }
 
+/// Lets up to `per_second` lines through each second and counts the rest: for lines an
+/// operator wants every one of in normal times (who got which address), which a flood must
+/// still not turn into a second flood.
+#[derive(Debug)]
+pub struct LogBudget {
+    per_second: u32,
+    window: Option<Instant>,
+    used: u32,
+    held: u64,
+}
+
+impl LogBudget {
+    /// A budget of `per_second` lines a second (`u32::MAX`: every line, for `--log-dhcp`).
+    pub fn new(per_second: u32) -> LogBudget {
+        LogBudget {
+            per_second,
+            window: None,
+            used: 0,
+            held: 0,
+        }
+    }
+
+    /// `Some(suppressed)` when a line may be logged now, with how many were held back since
+    /// the last one that was; `None` when it must be suppressed.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        if self.used >= self.per_second {
+            self.held += 1;
+            return None;
+        }
+        self.used += 1;
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +94,17 @@ mod tests {
         assert_eq!(l.allow("a", t0 + Duration::from_millis(20)), None);
         assert_eq!(l.allow("b", t0), Some(0));
         assert_eq!(l.allow("a", t0 + Duration::from_secs(2)), Some(2));
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // an arbitrary starting instant; the test steps it itself
+    fn a_budget_lets_n_lines_a_second_through() {
+        let mut b = LogBudget::new(2);
+        let t0 = Instant::now();
+        assert_eq!(b.allow(t0), Some(0));
+        assert_eq!(b.allow(t0), Some(0));
+        assert_eq!(b.allow(t0 + Duration::from_millis(500)), None);
+        assert_eq!(b.allow(t0 + Duration::from_millis(600)), None);
+        assert_eq!(b.allow(t0 + Duration::from_secs(1)), Some(2));
     }
 }

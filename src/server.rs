@@ -12,8 +12,9 @@ use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::lock::{LockError, StateLock};
 use crate::netif::{self, LinkEvent};
-use crate::service::{Context, Reload, ScriptSettings, Service, Shutdown, StartError};
+use crate::service::{Context, DropIn, Reload, Service, Shutdown, StartError};
 use crate::source::files::Watcher;
 use crate::source::{Source, SourceError};
 use crate::stats::Report;
@@ -38,6 +39,9 @@ pub enum ServerError {
     /// A service could not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// Another daemon holds the state directory.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Signals, the runtime or the readiness hook.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -46,7 +50,7 @@ pub enum ServerError {
 fn log_table(table: &Table, what: &str) {
     let bindings: usize = table.networks.iter().map(|n| n.bindings().len()).sum();
     for p in &table.problems {
-        tracing::warn!(problem = %p, "skipped a line");
+        tracing::warn!(problem = %p, "{}", p.effect());
     }
     tracing::info!(
         networks = table.networks.len(),
@@ -63,13 +67,21 @@ pub struct Server {
     services: Vec<Box<dyn Service>>,
     watcher: Option<Watcher>,
     links: Option<mpsc::UnboundedReceiver<LinkEvent>>,
+    /// Held for the daemon's life (none in radvd mode, which keeps no state).
+    _lock: Option<StateLock>,
 }
 
 impl Server {
     /// Loads the table from `source` and starts every service. Must run inside a tokio runtime.
-    pub fn start(source: Source, script: Option<ScriptSettings>) -> Result<Server, ServerError> {
+    pub fn start(source: Source, drop_in: DropIn) -> Result<Server, ServerError> {
         let table = source.load()?;
         log_table(&table, "table loaded");
+        // One daemon per state directory, checked before anything reads the journal.
+        let lock = if source.serves_dhcp() || table.metadata.is_some() {
+            Some(StateLock::acquire(&table.state.dir)?)
+        } else {
+            None
+        };
         // Interface events first, so none is missed between a service's first look and its
         // subscription.
         let links = match netif::monitor::monitor() {
@@ -92,7 +104,7 @@ impl Server {
         let ctx = Context {
             table: Arc::new(ArcSwap::from_pointee(table)),
             shutdown: Shutdown::new(),
-            script,
+            drop_in,
             require_bridges: source.requires_bridges(),
             serves_dhcp: source.serves_dhcp(),
         };
@@ -116,6 +128,7 @@ impl Server {
             services,
             watcher,
             links,
+            _lock: lock,
         })
     }
 
@@ -219,21 +232,26 @@ async fn next_file_change(watcher: &mut Option<Watcher>) {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(config: &Path) -> Result<(), ServerError> {
-    serve_from(Source::Toml(config.to_path_buf()), None, |_| Ok(())).await
+    serve_from(
+        Source::Toml(config.to_path_buf()),
+        DropIn::default(),
+        |_| Ok(()),
+    )
+    .await
 }
 
 /// Runs the daemon from any source until SIGTERM or SIGINT. `ready` is called once every
 /// service is started (drop-in mode writes its pid file and lets its parent exit there).
 pub async fn serve_from(
     source: Source,
-    script: Option<ScriptSettings>,
+    drop_in: DropIn,
     ready: impl FnOnce(&Server) -> std::io::Result<()>,
 ) -> Result<(), ServerError> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut server = Server::start(source, script)?;
+    let mut server = Server::start(source, drop_in)?;
     if let Err(e) = ready(&server) {
         server.stop().await;
         return Err(e.into());

@@ -29,13 +29,22 @@ pub struct Context {
     pub table: Arc<ArcSwap<Table>>,
     /// Cancelled when the daemon stops.
     pub shutdown: Shutdown,
-    /// dnsmasq's `--dhcp-script` (drop-in mode), told of every lease change.
-    pub script: Option<ScriptSettings>,
+    /// What a drop-in command line adds (dnsmasq's script and `--log-dhcp`).
+    pub drop_in: DropIn,
     /// Drop-in dnsmasq: every bridge must exist at start, as dnsmasq dies when it cannot
     /// listen (nova must see that exit status). Native mode waits for missing bridges.
     pub require_bridges: bool,
     /// Whether this source serves DHCP at all (a radvd.conf does not).
     pub serves_dhcp: bool,
+}
+
+/// What a drop-in command line adds to its source.
+#[derive(Debug, Clone, Default)]
+pub struct DropIn {
+    /// dnsmasq's `--dhcp-script`, told of every lease change.
+    pub script: Option<ScriptSettings>,
+    /// dnsmasq's `--log-dhcp`: every lease event logged, none held back.
+    pub log_dhcp: bool,
 }
 
 /// dnsmasq's `--dhcp-script` and how it is run.

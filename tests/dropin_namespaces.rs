@@ -419,3 +419,108 @@ fn netnodes_dhcp_release_ends_a_lease_of_debians_dnsmasq() {
     nova.wait_script(&format!("del {mac1}"));
     signal(pid, libc::SIGTERM);
 }
+
+#[test]
+fn a_second_dnsmasq_on_a_live_pid_file_is_refused_and_a_stale_one_is_replaced() {
+    if !can_run_with("dmtwice", &[], &[]) {
+        return;
+    }
+    let nova = Nova::new("dmtwice", 2);
+    let first = nova.start_dnsmasq();
+    // Debian's dnsmasq with --port=0 would start a second copy and orphan the first.
+    let out = nova.nova_runs(
+        &nova.bin.join("dnsmasq"),
+        &nova.dnsmasq_args(&nova.bin.join("nova-dhcpbridge")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("already running as pid {first}")),
+        "{err}"
+    );
+    assert!(alive(first));
+    assert_eq!(
+        nova.pid("nova-br100.pid"),
+        first,
+        "the pid file is untouched"
+    );
+    // A stale pid file (its daemon killed) is replaced by the next start.
+    signal(first, libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(first) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = nova.start_dnsmasq();
+    assert_ne!(second, first);
+    assert!(alive(second));
+    signal(second, libc::SIGTERM);
+}
+
+/// Receives syslog datagrams on a socket of the test's own (netnode's `NETNODE_SYSLOG`).
+fn syslog_lines(socket: &std::os::unix::net::UnixDatagram, needle: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            lines.push(String::from_utf8_lossy(&buf[..n]).to_string());
+            if lines.last().is_some_and(|l| l.contains(needle)) {
+                return lines;
+            }
+        }
+    }
+    panic!("no syslog line with {needle:?}; got:\n{}", lines.join("\n"));
+}
+
+#[test]
+fn dnsmasq_logs_to_syslog_as_dnsmasq_does_with_the_facility_asked() {
+    if !can_run_with("dmsyslog", &[], &[]) {
+        return;
+    }
+    let nova = Nova::new("dmsyslog", 2);
+    let path = nova.lab.dir.join("syslog.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut args = nova.dnsmasq_args(&nova.bin.join("nova-dhcpbridge"));
+    args.push("--log-facility=LOCAL0".into());
+    // As rootwrap runs it: no NETNODE_LOG_FILE, so the command line decides.
+    let out = nova
+        .lab
+        .server
+        .command("env")
+        .arg(format!("NETNODE_SYSLOG={}", path.display()))
+        .arg(nova.bin.join("dnsmasq"))
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = nova.pid("nova-br100.pid");
+    let lines = syslog_lines(&socket, "dhcp listening");
+    // LOCAL0 (16) x 8 + informational (6) = 134, tagged as dnsmasq with the daemon's pid.
+    let line = lines.iter().find(|l| l.contains("dhcp listening")).unwrap();
+    assert!(line.starts_with("<134>"), "{line}");
+    assert!(line.contains(&format!("dnsmasq[{pid}]:")), "{line}");
+    // A grant says who got what.
+    let inst = &nova.lab.instances[0];
+    let got = inst
+        .ns
+        .command(netnode())
+        .args(["client", "--iface", "eth0", "--attempts", "2"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&got.stdout).contains("kind=ACK"));
+    let lines = syslog_lines(&socket, "DHCPACK");
+    let ack = lines.iter().find(|l| l.contains("DHCPACK")).unwrap();
+    assert!(
+        ack.contains(&inst.mac.to_string()) && ack.contains(&nova.lab.instance_ip(1).to_string()),
+        "{ack}"
+    );
+    signal(pid, libc::SIGTERM);
+}

@@ -87,3 +87,38 @@ pub fn write_pid_file(path: &Path) -> io::Result<()> {
     crate::durable::write_atomically(path, format!("{}\n", std::process::id()).as_bytes())
         .map_err(|e| io::Error::other(e.to_string()))
 }
+
+/// A pid file that names a live netnode, dnsmasq or radvd: that daemon is running, so starting
+/// another would orphan it (nova starts dnsmasq only when its pid file names no live process).
+#[derive(Debug, thiserror::Error)]
+#[error("already running as pid {pid} (pid file {}); not starting a second copy", path.display())]
+pub struct AlreadyRunning {
+    /// The running daemon's pid.
+    pub pid: i32,
+    /// The pid file.
+    pub path: std::path::PathBuf,
+}
+
+/// Checks a pid file before starting: a live netnode, dnsmasq or radvd named in it refuses the
+/// start; a missing file, garbage, a dead pid or a pid reused by another program is stale and
+/// will be replaced.
+pub fn check_pid_file(path: &Path) -> Result<(), AlreadyRunning> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return Ok(());
+    };
+    if pid <= 0 || pid == std::process::id() as i32 {
+        return Ok(());
+    }
+    // The program's name (argv[0]'s file name: a symlink named dnsmasq shows as dnsmasq).
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if matches!(comm.trim(), "netnode" | "dnsmasq" | "radvd") {
+        return Err(AlreadyRunning {
+            pid,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}

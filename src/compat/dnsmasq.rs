@@ -72,6 +72,10 @@ pub struct DnsmasqOptions {
     pub no_resolv: bool,
     /// `--server`s.
     pub servers: Vec<String>,
+    /// `--log-facility`: a syslog facility, a file, or `-` for stderr.
+    pub log_facility: Option<String>,
+    /// `--log-dhcp`: log every lease event.
+    pub log_dhcp: bool,
     /// Options accepted for compatibility that change nothing netnode does.
     pub ignored: Vec<String>,
 }
@@ -163,13 +167,16 @@ const OPTIONS: &[(&str, Option<char>, Arity)] = &[
     ("strict-order", Some('o'), Arity::Flag),
     ("no-resolv", Some('R'), Arity::Flag),
     ("server", Some('S'), Arity::Value),
-    // Accepted for compatibility; they change nothing netnode does.
+    ("log-dhcp", None, Arity::Flag),
+    ("log-facility", Some('8'), Arity::Value),
+];
+
+/// Options accepted for compatibility: they change nothing netnode does (said on stderr).
+const NO_EFFECT: &[(&str, Option<char>, Arity)] = &[
     ("no-ping", None, Arity::Flag),
     ("dhcp-authoritative", Some('K'), Arity::Flag),
     ("local-service", None, Arity::Flag),
-    ("log-dhcp", None, Arity::Flag),
     ("log-queries", Some('q'), Arity::Flag),
-    ("log-facility", Some('8'), Arity::Value),
     ("dhcp-match", None, Arity::Value),
     ("dhcp-userclass", Some('j'), Arity::Value),
     ("dhcp-ignore-clid", None, Arity::Flag),
@@ -185,27 +192,32 @@ const OPTIONS: &[(&str, Option<char>, Arity)] = &[
     ("quiet-dhcp", None, Arity::Flag),
 ];
 
-const IGNORED: &[&str] = &[
-    "no-ping",
-    "dhcp-authoritative",
-    "local-service",
-    "log-dhcp",
-    "log-queries",
-    "log-facility",
-    "dhcp-match",
-    "dhcp-userclass",
-    "dhcp-ignore-clid",
-    "cache-size",
-    "user",
-    "group",
-    "enable-ra",
-    "ra-param",
-    "dhcp-fqdn",
-    "dns-loop-detect",
-    "no-negcache",
-    "dhcp-client-update",
-    "quiet-dhcp",
-];
+/// Every option netnode's dnsmasq accepts.
+fn all_options() -> impl Iterator<Item = &'static (&'static str, Option<char>, Arity)> {
+    OPTIONS.iter().chain(NO_EFFECT)
+}
+
+/// `dnsmasq --help`: what netnode's dnsmasq takes, from the same tables the parser reads.
+pub fn usage() -> String {
+    let line = |(long, short, arity): &(&str, Option<char>, Arity)| {
+        let value = match arity {
+            Arity::Flag => "",
+            Arity::Value => "=<value>",
+            Arity::OptionalValue => "[=<value>]",
+        };
+        match short {
+            Some(c) => format!("  -{c}, --{long}{value}\n"),
+            None => format!("      --{long}{value}\n"),
+        }
+    };
+    let mut out = String::from(
+        "Usage: dnsmasq [options]\n\nnetnode in place of dnsmasq: DHCPv4 from the hosts file's MAC-to-IP table (static mode),\nwith nova's and neutron's command lines, files, pid file, signals and --dhcp-script.\n-w, --help prints this; -v, --version the version.\n\nOptions acted on:\n",
+    );
+    out.extend(OPTIONS.iter().map(line));
+    out.push_str("\nAccepted with no effect (said on stderr):\n");
+    out.extend(NO_EFFECT.iter().map(line));
+    out
+}
 
 /// Parses dnsmasq's arguments (without argv[0]). `read_conf` reads a `--conf-file`.
 pub fn parse(
@@ -226,8 +238,7 @@ pub fn parse(
             let mut chars = short.chars();
             let letter = chars.next().unwrap_or('-');
             let rest: String = chars.collect();
-            let long = OPTIONS
-                .iter()
+            let long = all_options()
                 .find(|(_, s, _)| *s == Some(letter))
                 .map(|(l, _, _)| l.to_string())
                 .ok_or_else(|| ArgError::Unknown(arg.clone()))?;
@@ -235,8 +246,7 @@ pub fn parse(
         } else {
             return Err(ArgError::Unknown(arg.clone()));
         };
-        let arity = OPTIONS
-            .iter()
+        let arity = all_options()
             .find(|(l, _, _)| *l == name)
             .map(|(_, _, a)| *a)
             .ok_or_else(|| ArgError::Unknown(format!("--{name}")))?;
@@ -277,6 +287,8 @@ fn apply(
     match name {
         "keep-in-foreground" | "no-daemon" => out.foreground = true,
         "pid-file" => out.pid_file = Some(v().into()),
+        "log-facility" => out.log_facility = Some(v()),
+        "log-dhcp" => out.log_dhcp = true,
         "listen-address" => {
             for a in v().split(',') {
                 out.listen_addresses.push(a.trim().parse().map_err(|_| bad(format!("{a:?} is not an IPv4 address (IPv6 listen addresses are for DNS, not served yet)")))?);
@@ -337,7 +349,9 @@ fn apply(
                 conf_file(out, &path, &text, read_conf, depth + 1)?;
             }
         }
-        other if IGNORED.contains(&other) => out.ignored.push(format!("--{other}")),
+        other if NO_EFFECT.iter().any(|(l, _, _)| *l == other) => {
+            out.ignored.push(format!("--{other}"))
+        }
         other => return Err(ArgError::Unknown(format!("--{other}"))),
     }
     Ok(())
@@ -364,8 +378,7 @@ fn conf_file(
             path: path.to_string(),
             reason: format!("line {}: {e}", n + 1),
         };
-        let arity = OPTIONS
-            .iter()
+        let arity = all_options()
             .find(|(l, _, _)| *l == name)
             .map(|(_, _, a)| *a)
             .ok_or_else(|| at_line(ArgError::Unknown(name.to_string())))?;

@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod dnsmasq;
 pub mod entry;
+pub mod logging;
 pub mod radvd;
 pub mod release;
 pub mod script;

@@ -159,13 +159,13 @@ mod tests {
         LeaseChange::Grant(Lease {
             mac: MacAddr([0xfa, 0x16, 0x3e, 0, 0, n]),
             ip: Ipv4Addr::new(198, 18, 0, n),
-            expires: if n % 3 == 0 {
+            expires: if n.is_multiple_of(3) {
                 None
             } else {
                 Some(1_700_000_000 + u64::from(n))
             },
-            hostname: (n % 2 == 0).then(|| format!("host-{n}")),
-            client_id: (n % 4 == 0).then(|| vec![1, n]),
+            hostname: n.is_multiple_of(2).then(|| format!("host-{n}")),
+            client_id: n.is_multiple_of(4).then(|| vec![1, n]),
         })
     }
 

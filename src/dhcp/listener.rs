@@ -32,7 +32,7 @@ use super::send::send_all;
 use super::stats::{DropReason, Stats};
 use super::store::Holders;
 use super::writer::{self, Pending, Shared};
-use crate::ratelimit::LogLimiter;
+use crate::ratelimit::{LogBudget, LogLimiter};
 use crate::stats::Counters;
 use crate::table::MacAddr;
 
@@ -237,6 +237,8 @@ struct Buffers {
     sender: SendBatch,
     immediate: Vec<Transmit>,
     limiter: LogLimiter,
+    /// Lines about clients (NAK, release, decline; OFFER at debug).
+    lines: LogBudget,
 }
 
 /// The loop of one worker thread: wait for readiness, serve the ready sockets a batch each
@@ -256,6 +258,7 @@ fn run(
         sender: SendBatch::new(BATCH),
         immediate: Vec::with_capacity(BATCH),
         limiter: LogLimiter::new(Duration::from_secs(1)),
+        lines: writer::client_lines(shared),
     };
     while !stop.load(Ordering::Acquire) {
         // Sleep until something happens, unless a socket still has datagrams waiting.
@@ -399,12 +402,15 @@ fn serve_batch(
             }
             // OFFER, NAK, ACK to INFORM: nothing to make durable.
             Decision::Reply {
+                kind,
                 transmit,
                 lease: None,
-                ..
-            } => b.immediate.push(transmit),
+            } => {
+                log_reply(&mut b.lines, bridge, kind, packet, &transmit);
+                b.immediate.push(transmit)
+            }
             Decision::Record(change) => {
-                writer::log_change(bridge, &change);
+                writer::log_change(&mut b.lines, bridge, &change);
                 pending.changes.push(change);
             }
             Decision::Drop(reason) => log_drop(&mut b.limiter, bridge, reason, packet, from),
@@ -427,6 +433,50 @@ fn serve_batch(
     }
     slot.publish();
     got == BATCH
+}
+
+/// Logs a reply that changes no lease: a NAK at info (the client asked for an address that is
+/// not its own), an OFFER or INFORM's ACK at debug.
+fn log_reply(
+    lines: &mut LogBudget,
+    bridge: &str,
+    kind: dhcproto::v4::MessageType,
+    packet: &[u8],
+    reply: &Transmit,
+) {
+    use dhcproto::v4::MessageType;
+    let level_on = match kind {
+        MessageType::Nak => tracing::enabled!(tracing::Level::INFO),
+        _ => tracing::enabled!(tracing::Level::DEBUG),
+    };
+    if !level_on {
+        return;
+    }
+    let Some(held) = lines.allow(Instant::now()) else {
+        return;
+    };
+    let Ok(req) = super::wire::parse(packet) else {
+        return;
+    };
+    let mac = req.chaddr;
+    let hostname = req
+        .hostname
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    match kind {
+        MessageType::Nak => {
+            let asked = req.requested_ip.unwrap_or(req.ciaddr);
+            tracing::info!(bridge, %mac, ip = %asked, %hostname, suppressed = held, "DHCPNAK: the client asked for an address that is not its binding")
+        }
+        MessageType::Offer => {
+            let ip = super::reply::yiaddr(&reply.payload).unwrap_or(Ipv4Addr::UNSPECIFIED);
+            tracing::debug!(bridge, %mac, %ip, %hostname, suppressed = held, "DHCPOFFER")
+        }
+        other => {
+            tracing::debug!(bridge, %mac, %hostname, kind = ?other, suppressed = held, "dhcp reply")
+        }
+    }
 }
 
 fn log_drop(

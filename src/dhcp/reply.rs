@@ -110,6 +110,12 @@ impl<'a> Chosen<'a> {
     }
 }
 
+/// The address a reply gives (`yiaddr`), read back from its bytes (for log lines).
+pub fn yiaddr(reply: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let b: [u8; 4] = reply.get(16..20)?.try_into().ok()?;
+    Some(std::net::Ipv4Addr::from(b))
+}
+
 /// Encodes the reply straight into one buffer, allocating nothing else. The layout is exactly
 /// what dhcproto's owned `Message` encodes (options by code, 82 last, then End; long options
 /// split per RFC 3396; empty ones left out), which a property test pins byte for byte; its

@@ -64,7 +64,7 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
         unix_now(),
     )?;
     tracing::info!(dir = %state.dir.display(), records = report.records, active = report.active, torn_bytes = report.torn_bytes, "lease journal replayed");
-    let script = match &ctx.script {
+    let script = match &ctx.drop_in.script {
         Some(s) => {
             if s.leasefile_ro {
                 let leases = script::init(&s.path)?;
@@ -84,6 +84,8 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
         store: Arc::new(store),
         script,
         committed: Arc::new(Notify::new()),
+        failures: Arc::default(),
+        log_dhcp: ctx.drop_in.log_dhcp,
     };
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -250,7 +252,7 @@ impl Service for DhcpService {
     }
 
     fn report(&self) -> Report {
-        report_of(&self.stats)
+        report_of(&self.stats, &self.shared)
     }
 
     fn finished(self: Box<Self>) -> Pin<Box<dyn Future<Output = Report> + Send>> {
@@ -271,13 +273,14 @@ impl Service for DhcpService {
             if let Err(e) = shared.store.flush_lease_file(unix_now()) {
                 tracing::error!(error = %e, "writing the lease file failed");
             }
-            report_of(&stats)
+            report_of(&stats, &shared)
         })
     }
 }
 
-/// Every bridge's counters, sorted by bridge; zeros when no bridge was ever served.
-fn report_of(stats: &HashMap<Arc<str>, Arc<Mutex<Stats>>>) -> Report {
+/// Every bridge's counters, sorted by bridge (zeros when no bridge was ever served), then the
+/// leases held and the journal's failures.
+fn report_of(stats: &HashMap<Arc<str>, Arc<Mutex<Stats>>>, shared: &Shared) -> Report {
     let mut report = Report::default();
     let mut bridges: Vec<_> = stats.iter().collect();
     bridges.sort_by(|a, b| a.0.cmp(b.0));
@@ -288,6 +291,20 @@ fn report_of(stats: &HashMap<Arc<str>, Arc<Mutex<Stats>>>) -> Report {
     if report.samples.is_empty() {
         Stats::default().report(None, &mut report);
     }
+    use std::sync::atomic::Ordering::Relaxed;
+    report.push("leases", None, None, shared.store.len() as u64);
+    report.push(
+        "journal_failures",
+        None,
+        None,
+        shared.failures.commits.load(Relaxed),
+    );
+    report.push(
+        "acks_withheld",
+        None,
+        None,
+        shared.failures.acks_withheld.load(Relaxed),
+    );
     report
 }
 

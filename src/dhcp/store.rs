@@ -9,8 +9,14 @@
 //!   write is cut off again (`set_len`) and, because a failed fdatasync may have lost earlier
 //!   pages too, the journal is then rewritten whole from the map before anything else is
 //!   accepted; while that rewrite fails, every commit fails (and no ACK is sent).
+//! - opening never needs free space: the journal is read and replayed without writing; the
+//!   compacting rewrite at start is tried, and when it cannot get space (a full disk) the
+//!   journal is kept and written in place, into the zeros written ahead of its records. When
+//!   even that is impossible (no journal could be created), the store opens without one: the
+//!   replayed leases are served, and every commit fails (no ACK is promised) until a rewrite,
+//!   tried again at most once a second, succeeds because space came back.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::fs::FileExt;
@@ -52,16 +58,24 @@ pub struct OpenReport {
     pub kept_aside: Option<PathBuf>,
 }
 
+/// How often a journal that must be rewritten (after a failed fdatasync, or when none could be
+/// created) is tried again: each try writes every lease, so not at every commit.
+const REWRITE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The open journal and what is known to be good in it.
 #[derive(Debug)]
 struct Journal {
-    file: File,
+    /// The journal file (none when it could not be created).
+    file: Option<File>,
     /// Bytes known to hold whole records; the next record is written here.
     len: u64,
     /// The file's size: `len` plus zeros written ahead (see [`PREALLOCATE`]).
     allocated: u64,
-    /// False after a failed write until the journal has been rewritten whole.
+    /// False after a failed fdatasync (or with no file) until the journal has been rewritten
+    /// whole.
     healthy: bool,
+    /// When a rewrite was last tried while unhealthy.
+    last_rewrite: Option<std::time::Instant>,
 }
 
 /// Leases keyed by address (a static binding has one address; a grant replaces whoever held
@@ -81,7 +95,9 @@ pub struct LeaseStore {
 
 impl LeaseStore {
     /// Opens (or creates) the journal in `dir`, replays it, drops leases expired by `now`, and
-    /// rewrites it compactly. A journal damaged beyond a torn last record is copied aside first.
+    /// rewrites it compactly when there is room (else keeps it, see the module doc). A journal
+    /// damaged beyond a torn last record is renamed aside first, and so is a file that is not a
+    /// journal. Temporary files of earlier runs are removed. Needs no free space.
     pub fn open(
         dir: &Path,
         fsync: bool,
@@ -90,6 +106,16 @@ impl LeaseStore {
     ) -> Result<(LeaseStore, OpenReport), StoreError> {
         fs::create_dir_all(dir).map_err(at(dir))?;
         let journal_path = dir.join(JOURNAL_FILE);
+        let mut stale = durable::remove_stale_temps(&journal_path);
+        if let Some(f) = &lease_file {
+            stale += durable::remove_stale_temps(f);
+        }
+        if stale > 0 {
+            tracing::info!(
+                removed = stale,
+                "removed temporary files an earlier run left behind"
+            );
+        }
         let bytes = match fs::read(&journal_path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -100,21 +126,26 @@ impl LeaseStore {
             records: replay.changes.len(),
             ..OpenReport::default()
         };
+        // Whether the file can be written in place (a whole header, records, maybe zeros).
+        let mut in_place = !bytes.is_empty();
         if replay.bad_header && !bytes.is_empty() {
             // Never overwrite a file we do not understand: keep it aside for the operator.
             let aside = journal_path.with_extension("journal.unreadable");
             fs::rename(&journal_path, &aside).map_err(at(&journal_path))?;
             tracing::error!(file = %journal_path.display(), moved_to = %aside.display(), "lease journal has no valid header; starting empty");
             report.kept_aside = Some(aside);
+            in_place = false;
         } else {
             report.torn_bytes = replay.torn_len as u64;
             if report.torn_bytes > journal::MAX_RECORD as u64 {
-                // More than one record's worth: damage, not a torn last write. The rewrite
-                // below would destroy what follows the damage, so keep a copy.
+                // More than one record's worth: damage, not a torn last write. Writing on would
+                // destroy what follows the damage, so the file is kept aside whole (a rename
+                // needs no space) and a new journal is written from the map.
                 let aside = journal_path.with_extension(format!("journal.damaged-{now}"));
-                fs::write(&aside, &bytes).map_err(at(&aside))?;
-                tracing::error!(file = %journal_path.display(), offset = replay.valid_len, unread = report.torn_bytes, copy = %aside.display(), "lease journal is damaged; replayed up to the damage and kept a copy");
+                fs::rename(&journal_path, &aside).map_err(at(&journal_path))?;
+                tracing::error!(file = %journal_path.display(), offset = replay.valid_len, unread = report.torn_bytes, kept = %aside.display(), "lease journal is damaged; replayed up to the damage and kept it aside");
                 report.kept_aside = Some(aside);
+                in_place = false;
             }
         }
         let map = DashMap::new();
@@ -123,7 +154,22 @@ impl LeaseStore {
         }
         map.retain(|_, l: &mut Lease| l.is_active(now));
         report.active = map.len();
-        let journal = rewrite(&journal_path, &map)?;
+        let journal = match rewrite(&journal_path, &map) {
+            Ok(j) => j,
+            Err(e) if in_place => {
+                tracing::warn!(error = %e, "cannot compact the lease journal (no space?); writing on in place");
+                Journal::in_place(
+                    &journal_path,
+                    replay.valid_len,
+                    bytes.len(),
+                    replay.torn_len,
+                )?
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the lease journal: serving the leases held, and acknowledging none until it can be written");
+                Journal::none()
+            }
+        };
         let store = LeaseStore {
             records: AtomicU64::new(map.len() as u64),
             map,
@@ -134,12 +180,41 @@ impl LeaseStore {
             lease_file_dirty: AtomicBool::new(true),
             next_expiry: AtomicU64::new(0),
         };
-        store.flush_lease_file(now)?;
+        if let Err(e) = store.flush_lease_file(now) {
+            tracing::error!(error = %e, "writing the lease file failed");
+        }
         Ok((store, report))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rewrites an unhealthy journal whole from the map, at most once per [`REWRITE_RETRY`]
+    /// (each try writes every lease); `Err` while it stays unhealthy.
+    #[allow(clippy::disallowed_methods)] // IO: paces retries by the monotonic clock
+    fn try_rewrite(&self, j: &mut Journal) -> Result<(), StoreError> {
+        let now = std::time::Instant::now();
+        if j.last_rewrite
+            .is_some_and(|t| now.duration_since(t) < REWRITE_RETRY)
+        {
+            return Err(not_durable(&self.journal_path));
+        }
+        j.last_rewrite = Some(now);
+        *j = rewrite(&self.journal_path, &self.map)?;
+        if !j.healthy {
+            j.last_rewrite = Some(now);
+            return Err(not_durable(&self.journal_path));
+        }
+        tracing::info!("lease journal rewritten whole; leases are acknowledged again");
+        Ok(())
+    }
+
+    /// Whether the journal takes commits now (false while a full disk or a failed write keeps
+    /// it from being written).
+    pub fn writable(&self) -> bool {
+        let j = self.lock();
+        j.healthy && j.file.is_some()
     }
 
     /// Makes the changes durable (one write, one fdatasync), then applies them to the map.
@@ -170,28 +245,32 @@ impl LeaseStore {
         }
         let mut j = self.lock();
         if !j.healthy {
-            // A previous write failed: the journal must be whole again before it takes more.
-            *j = rewrite(&self.journal_path, &self.map)?;
-            if !j.healthy {
-                return Err(not_durable(&self.journal_path));
-            }
+            // A previous fdatasync failed (or no journal could be created): the journal must be
+            // whole again before it takes more.
+            self.try_rewrite(&mut j)?;
         }
         j.reserve(buf.len() as u64);
-        let written = j.file.write_all_at(&buf, j.len).and_then(|()| {
-            if self.fsync {
-                j.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
+        let Some(file) = j.file.as_ref() else {
+            return Err(not_durable(&self.journal_path));
+        };
+        let at_len = j.len;
+        if let Err(e) = file.write_all_at(&buf, at_len) {
+            // Past the zeros written ahead, on a full disk: cut what part of it was written (a
+            // truncation needs no space) and fail this commit. The records before it were
+            // synced by earlier commits, so the journal stays whole and takes the next one.
+            let _ = file.set_len(at_len);
+            j.allocated = at_len;
+            return Err(at(&self.journal_path)(e));
+        }
+        let synced = if self.fsync { file.sync_data() } else { Ok(()) };
+        if let Err(e) = synced {
+            // After a failed fdatasync the kernel may have dropped earlier pages too: cut the
+            // batch off and rewrite the journal whole from the map before it takes more.
+            let _ = file.set_len(at_len);
+            j.allocated = at_len;
             j.healthy = false;
-            let good = j.len;
-            let _ = j.file.set_len(good);
-            j.allocated = good;
-            if let Ok(fresh) = rewrite(&self.journal_path, &self.map) {
-                *j = fresh;
-            }
+            j.last_rewrite = None;
+            let _ = self.try_rewrite(&mut j);
             return Err(at(&self.journal_path)(e));
         }
         j.len += buf.len() as u64;
@@ -224,6 +303,7 @@ impl LeaseStore {
     pub fn compact(&self, now: u64) -> Result<(), StoreError> {
         let mut j = self.lock();
         self.map.retain(|_, l| l.is_active(now));
+        // A failure (no space) leaves the current journal in charge, whole.
         *j = rewrite(&self.journal_path, &self.map)?;
         if !j.healthy {
             return Err(not_durable(&self.journal_path));
@@ -367,21 +447,59 @@ fn rewrite(path: &Path, map: &DashMap<Ipv4Addr, Lease>) -> Result<Journal, Store
         }
     };
     Ok(Journal {
-        file: replaced.file,
+        file: Some(replaced.file),
         len: buf.len() as u64,
         allocated: buf.len() as u64,
         healthy,
+        last_rewrite: None,
     })
 }
 
 /// The error of a commit or compaction whose rewrite could not be made durable.
 fn not_durable(path: &Path) -> StoreError {
     at(path)(io::Error::other(
-        "the rewritten journal's directory could not be synced",
+        "the journal cannot be written now (no space, or its last write failed); retrying",
     ))
 }
 
 impl Journal {
+    /// The existing journal, written on where its records end: `valid_len` bytes of header and
+    /// records, then `torn_len` bytes of a torn write (zeroed, in place: no space needed), then
+    /// zeros up to `file_len`.
+    fn in_place(
+        path: &Path,
+        valid_len: usize,
+        file_len: usize,
+        torn_len: usize,
+    ) -> Result<Journal, StoreError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(at(path))?;
+        if torn_len > 0 {
+            let _ = file.write_all_at(&vec![0; torn_len], valid_len as u64);
+        }
+        Ok(Journal {
+            file: Some(file),
+            len: valid_len as u64,
+            allocated: file_len as u64,
+            healthy: true,
+            last_rewrite: None,
+        })
+    }
+
+    /// No journal at all (it could not be created): every commit tries to write one.
+    #[allow(clippy::disallowed_methods)] // IO: paces the rewrites by the monotonic clock
+    fn none() -> Journal {
+        Journal {
+            file: None,
+            len: 0,
+            allocated: 0,
+            healthy: false,
+            last_rewrite: Some(std::time::Instant::now()),
+        }
+    }
+
     /// Makes room for `more` bytes after `len` by writing zeros ahead when the file is too short
     /// (no fsync of its own: the commit's fdatasync covers the new size, since it changed). If
     /// the zeros cannot be written (a nearly full disk), the records are simply appended: only
@@ -391,9 +509,10 @@ impl Journal {
         if need <= self.allocated {
             return;
         }
+        let Some(file) = &self.file else { return };
         let target = need + PREALLOCATE;
         let zeros = vec![0u8; (target - self.allocated) as usize];
-        self.allocated = match self.file.write_all_at(&zeros, self.allocated) {
+        self.allocated = match file.write_all_at(&zeros, self.allocated) {
             Ok(()) => target,
             // Some zeros may have been written; they are free space either way.
             Err(_) => need,
@@ -425,7 +544,6 @@ pub fn dnsmasq_line(l: &Lease) -> String {
 mod tests {
     use super::*;
     use crate::table::MacAddr;
-    use std::fs::OpenOptions;
 
     fn lease(n: u8, expires: Option<u64>) -> Lease {
         Lease {

@@ -21,7 +21,7 @@ use super::lease::{Lease, LeaseChange};
 use super::send::{send_all, BATCH};
 use super::store::LeaseStore;
 use crate::compat::script::{Action, ScriptRunner};
-use crate::ratelimit::LogLimiter;
+use crate::ratelimit::{LogBudget, LogLimiter};
 use crate::table::Table;
 use arc_swap::ArcSwap;
 
@@ -36,6 +36,33 @@ pub struct Shared {
     pub script: Option<crate::compat::script::ScriptRunner>,
     /// Told after each commit, so the lease file is rewritten soon.
     pub committed: Arc<tokio::sync::Notify>,
+    /// What could not be made durable.
+    pub failures: Arc<Failures>,
+    /// Log every lease event (dnsmasq's `--log-dhcp`), not at most [`CLIENT_LINES`] a second.
+    pub log_dhcp: bool,
+}
+
+/// Lines about clients (ACK, NAK, release, decline) logged per second per thread; a flood beyond
+/// that is counted in the next line's `suppressed`.
+pub const CLIENT_LINES: u32 = 100;
+
+/// The budget of client lines of one thread.
+pub fn client_lines(shared: &Shared) -> LogBudget {
+    LogBudget::new(if shared.log_dhcp {
+        u32::MAX
+    } else {
+        CLIENT_LINES
+    })
+}
+
+/// Commits the journal refused (a full disk, a failed write), and the ACKs withheld for them:
+/// a lease that is not durable is not promised.
+#[derive(Debug, Default)]
+pub struct Failures {
+    /// Commits that failed.
+    pub commits: std::sync::atomic::AtomicU64,
+    /// ACKs not sent because their lease could not be made durable.
+    pub acks_withheld: std::sync::atomic::AtomicU64,
 }
 
 /// Batches waiting for the writer; bounds memory and pushes back on the workers.
@@ -80,6 +107,9 @@ fn write_and_send(shared: &Shared, rx: &Receiver<Pending>) {
     let mut limiter = LogLimiter::new(Duration::from_secs(1));
     let mut sender = SendBatch::new(BATCH);
     let mut replaced: Vec<Option<Lease>> = Vec::new();
+    let mut lines = client_lines(shared);
+    // Failed commits since the journal last took one: reported once it does again.
+    let mut failing: (u64, u64) = (0, 0);
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         group.extend(rx.try_iter());
@@ -93,12 +123,26 @@ fn write_and_send(shared: &Shared, rx: &Receiver<Pending>) {
             None => shared.store.commit(changes),
         };
         if let Err(e) = committed {
-            if limiter.allow("commit", std::time::Instant::now()).is_some() {
-                tracing::error!(error = %e, "lease journal write failed; withholding ACKs");
+            let withheld: u64 = group.iter().map(|p| p.replies.len() as u64).sum();
+            use std::sync::atomic::Ordering::Relaxed;
+            shared.failures.commits.fetch_add(1, Relaxed);
+            shared.failures.acks_withheld.fetch_add(withheld, Relaxed);
+            failing = (failing.0 + 1, failing.1 + withheld);
+            if let Some(held) = limiter.allow("commit", std::time::Instant::now()) {
+                tracing::error!(error = %e, acks_withheld = failing.1, suppressed = held, "LEASES CANNOT BE MADE DURABLE (full disk?): withholding ACKs; existing leases are still honoured");
             }
             continue;
         }
+        if failing.0 > 0 {
+            tracing::warn!(
+                failed_commits = failing.0,
+                acks_withheld = failing.1,
+                "the lease journal takes writes again; acknowledging leases"
+            );
+            failing = (0, 0);
+        }
         shared.committed.notify_one();
+        log_grants(&mut lines, &group);
         if let Some(script) = &shared.script {
             let now = crate::clock::unix_now();
             let mut prior = replaced.iter();
@@ -158,12 +202,40 @@ fn tell_script<'r>(
     }
 }
 
+/// Logs each lease granted (made durable, its ACK about to go out): who got what.
+fn log_grants(lines: &mut LogBudget, group: &[Pending]) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    for p in group {
+        for change in &p.changes {
+            let LeaseChange::Grant(l) = change else {
+                continue;
+            };
+            let Some(held) = lines.allow(std::time::Instant::now()) else {
+                continue;
+            };
+            let hostname = l.hostname.as_deref().unwrap_or("-");
+            let lease = l.expires.map_or("infinite".to_string(), |e| e.to_string());
+            tracing::info!(bridge = &*p.bridge, mac = %l.mac, ip = %l.ip, hostname, expires = lease, suppressed = held, "DHCPACK: lease granted");
+        }
+    }
+}
+
 /// Logs a lease ended by its client.
-pub fn log_change(bridge: &str, change: &LeaseChange) {
+pub fn log_change(lines: &mut LogBudget, bridge: &str, change: &LeaseChange) {
+    if matches!(change, LeaseChange::Grant(_)) {
+        return;
+    }
+    let Some(held) = lines.allow(std::time::Instant::now()) else {
+        return;
+    };
     match change {
-        LeaseChange::Release { mac, ip } => tracing::info!(bridge, %mac, %ip, "lease released"),
+        LeaseChange::Release { mac, ip } => {
+            tracing::info!(bridge, %mac, %ip, suppressed = held, "DHCPRELEASE: lease released")
+        }
         LeaseChange::Decline { mac, ip } => {
-            tracing::warn!(bridge, %mac, %ip, "client declined its address: another host on the link may be using it")
+            tracing::warn!(bridge, %mac, %ip, suppressed = held, "DHCPDECLINE: the client says another host on the link uses its address")
         }
         LeaseChange::Grant(_) => {}
     }

@@ -211,7 +211,7 @@ fn decode_names(mut b: &[u8]) -> Vec<String> {
 }
 
 fn pad8(out: &mut Vec<u8>, start: usize) {
-    while (out.len() - start) % 8 != 0 {
+    while !(out.len() - start).is_multiple_of(8) {
         out.push(0);
     }
     let units = ((out.len() - start) / 8) as u8;

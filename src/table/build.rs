@@ -30,6 +30,18 @@ pub enum LoadError {
         /// The OS error.
         source: io::Error,
     },
+    /// A file a network names could not be read.
+    #[error("network {network:?}: {key}: {}: {source}", path.display())]
+    NetworkFile {
+        /// The network.
+        network: String,
+        /// The key that names the file (`hosts_file`, `opts_file`).
+        key: &'static str,
+        /// The file, as an absolute path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
     /// The config is invalid; the message names the line or the network and field.
     #[error("{path}: {message}")]
     Config {
@@ -99,8 +111,9 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
                 .find(|n| n.cidr_v6.is_some_and(|o| o.overlaps(v6)))
             {
                 return Err(invalid(format!(
-                    "{label}: cidr_v6: overlaps network {:?}",
-                    other.name
+                    "{label}: cidr_v6: {v6} overlaps network {:?} ({})",
+                    other.name,
+                    other.cidr_v6.map(|o| o.to_string()).unwrap_or_default()
                 )));
             }
             let params =
@@ -109,8 +122,8 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         }
         if let Some(other) = networks.iter().find(|n| n.cidr.overlaps(network.cidr)) {
             return Err(invalid(format!(
-                "{label}: cidr: overlaps network {:?}",
-                other.name
+                "{label}: cidr: {} overlaps network {:?} ({})",
+                network.cidr, other.name, other.cidr
             )));
         }
         networks.push(network);
@@ -168,6 +181,22 @@ impl From<LoadError> for BuildError {
     fn from(e: LoadError) -> Self {
         BuildError::Load(e)
     }
+}
+
+/// Reads a file a network names; the error names the network, the key and the absolute path.
+fn read_network_file(
+    nc: &NetworkConfig,
+    key: &'static str,
+    path: &Path,
+) -> Result<String, BuildError> {
+    fs::read_to_string(path).map_err(|source| {
+        BuildError::Load(LoadError::NetworkFile {
+            network: nc.name.clone(),
+            key,
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            source,
+        })
+    })
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {
@@ -347,7 +376,8 @@ fn option_lines(
         }
     }
     if let Some(path) = &nc.opts_file {
-        let (parsed, bad) = opts::parse(&path.display().to_string(), &read(path)?);
+        let text = read_network_file(nc, "opts_file", path)?;
+        let (parsed, bad) = opts::parse(&path.display().to_string(), &text);
         lines.extend(parsed);
         problems.extend(bad);
         sources.push(path.clone());
@@ -402,7 +432,7 @@ fn bind_hosts(
 ) -> Result<(), BuildError> {
     if let Some(path) = &nc.hosts_file {
         let file = path.display().to_string();
-        let text = read(path)?;
+        let text = read_network_file(nc, "hosts_file", path)?;
         hosts::parse_each(&file, &text, |parsed| match parsed {
             Ok(entry) => bindings.add(&file, entry, problems),
             Err(problem) => problems.push(problem),
@@ -451,7 +481,8 @@ struct Bindings<'a> {
     resolved: HashMap<Vec<Box<str>>, Arc<OptionList>>,
     /// Domains named after host names, shared by every binding naming them.
     domains: HashMap<Box<str>, Arc<str>>,
-    used_ips: HashMap<Ipv4Addr, usize>,
+    /// Addresses bound so far: the first binding's index and its line.
+    used_ips: HashMap<Ipv4Addr, (u32, usize)>,
 }
 
 impl Bindings<'_> {
@@ -484,9 +515,18 @@ impl Bindings<'_> {
             }
         };
         if !entry.ignore {
-            if let Some(_first) = self.used_ips.get(&ip) {
+            if let Some(&(index, line)) = self.used_ips.get(&ip) {
+                let holder = network.bindings.get(index as usize).map_or_else(
+                    || "another host".to_string(),
+                    |b| match (&b.hostname, b.mac) {
+                        (Some(h), Some(m)) => format!("{h} ({m})"),
+                        (Some(h), None) => h.to_string(),
+                        (None, Some(m)) => m.to_string(),
+                        (None, None) => "another host".to_string(),
+                    },
+                );
                 problems.push(problem(format!(
-                    "address {ip} is already bound to another host"
+                    "address {ip} is already bound to {holder}, line {line}"
                 )));
                 return;
             }
@@ -541,7 +581,7 @@ impl Bindings<'_> {
                 .insert(id.clone().into_boxed_slice(), first_index);
         }
         if !entry.ignore {
-            self.used_ips.insert(ip, entry.line);
+            self.used_ips.insert(ip, (first_index, entry.line));
         }
     }
 }

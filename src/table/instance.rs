@@ -171,9 +171,8 @@ pub fn build(
                 .enumerate()
                 .find_map(|(i, n)| n.binding(*mac, None).map(|b| (i, n, b)));
             let Some((network, net, binding)) = found else {
-                problems.push(Problem::new(
+                problems.push(Problem::instance(
                     origin.display().to_string(),
-                    0,
                     format!("{label}: MAC {mac} has no binding, so no address identifies it"),
                 ));
                 continue;

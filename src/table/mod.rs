@@ -29,24 +29,52 @@ pub use hosts::ClientIdMatch;
 pub use mac::MacAddr;
 pub use reaper::give_back_freed_memory;
 
-/// A line of a source file that could not be used, and why. The rest of the file still loads.
+/// Something in the sources that could not be used, and why; the rest still loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// The file (or config section) the line came from.
+    /// The file (or config section) it came from.
     pub file: String,
     /// 1-based line number; 0 when the source has no lines (an inline TOML host).
     pub line: usize,
     /// What is wrong, naming the field.
     pub reason: String,
+    /// What was left out because of it.
+    pub kind: ProblemKind,
+}
+
+/// What a [`Problem`] left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A line (a host, an option) was skipped.
+    Line,
+    /// An instance record's interface could not be identified (no metadata through it).
+    Instance,
 }
 
 impl Problem {
-    /// A problem at `file:line`.
+    /// A skipped line at `file:line`.
     pub fn new(file: impl Into<String>, line: usize, reason: impl Into<String>) -> Problem {
         Problem {
             file: file.into(),
             line,
             reason: reason.into(),
+            kind: ProblemKind::Line,
+        }
+    }
+
+    /// An instance record that cannot be served (in full).
+    pub fn instance(file: impl Into<String>, reason: impl Into<String>) -> Problem {
+        Problem {
+            kind: ProblemKind::Instance,
+            ..Problem::new(file, 0, reason)
+        }
+    }
+
+    /// What the problem did, for log lines: "skipped a line" or what an instance lacks.
+    pub fn effect(&self) -> &'static str {
+        match self.kind {
+            ProblemKind::Line => "skipped a line",
+            ProblemKind::Instance => "instance record not identified by an address",
         }
     }
 }

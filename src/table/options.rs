@@ -139,7 +139,7 @@ pub fn encode(kind: Kind, values: &[&str]) -> Result<Vec<u8>, String> {
             [one] => addrs(&[one]),
             _ => Err(format!("want exactly one IPv4 address, got {:?}", joined())),
         },
-        Kind::AddrPairs if values.len() % 2 == 0 => addrs(values),
+        Kind::AddrPairs if values.len().is_multiple_of(2) => addrs(values),
         Kind::AddrPairs => Err("want pairs of IPv4 addresses".into()),
         Kind::U8 => integer(values, 1),
         Kind::U16 => integer(values, 2),
@@ -207,7 +207,7 @@ fn domains(values: &[&str]) -> Result<Vec<u8>, String> {
 
 /// RFC 3442: each route is prefix length, the significant octets of the destination, gateway.
 fn classless(values: &[&str]) -> Result<Vec<u8>, String> {
-    if values.len() % 2 != 0 || values.is_empty() {
+    if !values.len().is_multiple_of(2) || values.is_empty() {
         return Err("want destination/prefix,gateway pairs".into());
     }
     let mut routes = Vec::new();

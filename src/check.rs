@@ -1,0 +1,166 @@
+//! `netnode check`: what a table would serve, and what is wrong with it, as an operator reads it
+//! before a start or a reload. Pure: the table and a way to ask whether an interface exists go
+//! in, the report comes out.
+
+use std::fmt::Write as _;
+
+use crate::table::{ProblemKind, Table};
+
+/// What `check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The text to print.
+    pub text: String,
+    /// Problems (skipped lines, unidentified instances).
+    pub problems: usize,
+    /// Warnings that do not stop a start (a bridge that does not exist yet).
+    pub warnings: usize,
+}
+
+/// Describes every network (addresses, bindings, IPv6 and router advertisements, metadata
+/// instances), the metadata service, then every problem. `bridge_exists` says whether an
+/// interface exists now.
+pub fn report(table: &Table, bridge_exists: &dyn Fn(&str) -> bool) -> Report {
+    let mut out = String::new();
+    let mut warnings = 0;
+    for (index, n) in table.networks.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "network {} on {}: {} server {} gateway {} lease {} bindings {}",
+            n.name,
+            n.bridge,
+            n.cidr,
+            n.server,
+            n.gateway.map_or("-".into(), |g| g.to_string()),
+            n.lease_time,
+            n.bindings().len()
+        );
+        match (&n.cidr_v6, &n.ra) {
+            (Some(prefix), Some(ra)) => {
+                let _ = writeln!(
+                    out,
+                    "  ipv6 {prefix}: router advertisements every {}-{} s, router lifetime {} s, prefix valid {} s preferred {} s, flags M={} O={}{}",
+                    ra.min_interval.as_secs_f64(),
+                    ra.max_interval.as_secs_f64(),
+                    ra.default_lifetime,
+                    ra.valid_lifetime,
+                    ra.preferred_lifetime,
+                    u8::from(ra.managed),
+                    u8::from(ra.other_config),
+                    if ra.link_mtu > 0 {
+                        format!(", MTU {}", ra.link_mtu)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            (Some(prefix), None) => {
+                let _ = writeln!(
+                    out,
+                    "  ipv6 {prefix}: no router advertisements (AdvSendAdvert off)"
+                );
+            }
+            _ => {}
+        }
+        let instances = table
+            .instances
+            .iter()
+            .filter(|i| i.nics.iter().any(|nic| nic.network == index))
+            .count();
+        if table.metadata.is_some() {
+            let _ = writeln!(out, "  metadata instances {instances}");
+        }
+        let dns: Vec<String> = n.dns_servers().map(|d| d.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "  dns servers handed out: {}",
+            if dns.is_empty() {
+                "none (netnode serves no DNS yet)".to_string()
+            } else {
+                dns.join(", ")
+            }
+        );
+        if !bridge_exists(&n.bridge) {
+            warnings += 1;
+            let _ = writeln!(
+                out,
+                "  warning: bridge {} does not exist (yet); netnode serves it once it appears",
+                n.bridge
+            );
+        }
+    }
+    for r in &table.ra_only {
+        let _ = writeln!(
+            out,
+            "interface {} (radvd): prefixes {}",
+            r.interface,
+            r.prefixes
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(m) = &table.metadata {
+        let _ = writeln!(
+            out,
+            "metadata on {}: {} instances",
+            m.listen,
+            table.instances.len()
+        );
+    }
+    for p in &table.problems {
+        let what = match p.kind {
+            ProblemKind::Line => "skipped line",
+            ProblemKind::Instance => "instance",
+        };
+        let _ = writeln!(out, "problem ({what}): {p}");
+    }
+    Report {
+        text: out,
+        problems: table.problems.len(),
+        warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{build, config::ConfigFile};
+    use std::path::Path;
+
+    fn table(text: &str) -> Table {
+        build::from_config(&ConfigFile::parse(text).unwrap(), Path::new("c.toml")).unwrap()
+    }
+
+    #[test]
+    fn describes_ipv6_metadata_and_missing_bridges() {
+        let t = table(
+            "[[network]]\nname = \"a\"\nbridge = \"br-here\"\ncidr = \"198.18.0.0/24\"\ncidr_v6 = \"fd00:1::/64\"\n[network.ra]\nprofile = \"nova\"\n[[network.host]]\nmac = \"fa:16:3e:00:00:01\"\nip = \"198.18.0.10\"\n\
+             [[network]]\nname = \"b\"\nbridge = \"br-gone\"\ncidr = \"198.18.1.0/24\"\ndns_servers = [\"198.18.0.53\"]\n\
+             [metadata]\n[[instance]]\nuuid = \"u1\"\nname = \"vm\"\nmac = \"fa:16:3e:00:00:01\"\n[[instance]]\nuuid = \"u2\"\nname = \"lost\"\nmac = \"fa:16:3e:00:00:99\"\n",
+        );
+        let r = report(&t, &|b| b == "br-here");
+        assert!(
+            r.text
+                .contains("ipv6 fd00:1::/64: router advertisements every 3-10 s"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("metadata instances 1"), "{}", r.text);
+        assert!(
+            r.text.contains("dns servers handed out: 198.18.0.53"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("warning: bridge br-gone does not exist"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("warning: bridge br-here"), "{}", r.text);
+        assert!(r.text.contains("problem (instance): "), "{}", r.text);
+        assert!(!r.text.contains("skipped line"), "{}", r.text);
+        assert_eq!((r.problems, r.warnings), (1, 1));
+    }
+}
