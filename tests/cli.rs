@@ -86,7 +86,7 @@ impl Drop for Dir {
     }
 }
 
-fn check(config: &PathBuf) -> (Option<i32>, String) {
+fn check(config: &std::path::Path) -> (Option<i32>, String) {
     let out = netnode(&["check", "--config", &config.display().to_string()]);
     (out.status.code(), text(&out))
 }
