@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{can_run, counter, netnode, serve, LEASE};
+use common::{can_run, counter, netnode, own_client, serve, LEASE};
 use netnode::lab::clients::{ClientKind, ClientRun};
 use netnode::lab::Instance;
 
@@ -27,20 +27,7 @@ fn serve_once(s: &common::Served, config: &Path) -> std::process::Output {
 
 /// One DORA with netnode's own client, one attempt: whether it got an ACK.
 fn dora(inst: &Instance) -> bool {
-    let out = inst
-        .ns
-        .command(netnode())
-        .args([
-            "client",
-            "--iface",
-            "eth0",
-            "--attempts",
-            "1",
-            "--timeout",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let out = own_client(inst, &["--attempts", "1", "--timeout", "1"]);
     String::from_utf8_lossy(&out.stdout).contains("kind=ACK")
 }
 
@@ -229,20 +216,7 @@ fn grants_and_refusals_are_logged_with_bridge_mac_address_and_hostname() {
         assert!(line.contains(&part), "{part} in {line}");
     }
     // An address that is not its own: a NAK, logged with what it asked for.
-    let out = inst
-        .ns
-        .command(netnode())
-        .args([
-            "client",
-            "--iface",
-            "eth0",
-            "--request",
-            "198.18.0.99",
-            "--attempts",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let out = own_client(inst, &["--request", "198.18.0.99", "--attempts", "1"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("kind=NAK"));
     s.daemon_wait("DHCPNAK");
     let log = s.daemon.log_text();

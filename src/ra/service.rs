@@ -202,16 +202,11 @@ impl State {
             .cloned()
             .collect();
         for name in gone {
-            if let Some(active) = self.close(&name) {
-                let mut active = active;
-                let out = active.adv.retire();
-                self.send(&name, &active, &out);
-                tracing::info!(
-                    bridge = &*name,
-                    "no IPv6 network left on the bridge: withdrew its prefixes and default route"
-                );
-                self.count(&name, &active);
-            }
+            self.close_with(
+                &name,
+                Advertiser::retire,
+                "no IPv6 network left on the bridge: withdrew its prefixes and default route",
+            );
             self.bridges.remove(&name);
         }
         for name in wanted {
@@ -437,15 +432,21 @@ impl State {
     fn stop(&mut self) {
         let names: Vec<Arc<str>> = self.bridges.keys().cloned().collect();
         for name in names {
-            if let Some(mut active) = self.close(&name) {
-                let out = active.adv.shutdown();
-                self.send(&name, &active, &out);
-                tracing::info!(
-                    bridge = &*name,
-                    "sent the final router advertisement (router lifetime 0)"
-                );
-                self.count(&name, &active);
-            }
+            self.close_with(
+                &name,
+                Advertiser::shutdown,
+                "sent the final router advertisement (router lifetime 0)",
+            );
+        }
+    }
+
+    /// Closes a bridge's socket after a last RA (which `last` makes), keeping its counters.
+    fn close_with(&mut self, name: &Arc<str>, last: fn(&mut Advertiser) -> Output, said: &str) {
+        if let Some(mut active) = self.close(name) {
+            let out = last(&mut active.adv);
+            self.send(name, &active, &out);
+            tracing::info!(bridge = &**name, "{said}");
+            self.count(name, &active);
         }
     }
 

@@ -245,6 +245,16 @@ pub fn counter(stats: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name:?} in {stats:?}"))
 }
 
+/// Runs netnode's own DHCP client in an instance (`client --iface eth0` and `args`).
+pub fn own_client(inst: &netnode::lab::Instance, args: &[&str]) -> std::process::Output {
+    inst.ns
+        .command(netnode())
+        .args(["client", "--iface", "eth0"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Sends SIGHUP to `pid` every 10 ms while the instance runs single-attempt DORA exchanges with
 /// netnode's own client (paced under the per-client rate limit), for at least `rounds` rounds
 /// and `at_least`. Panics, with `log()`, on the first exchange that gets no answer. Returns how
@@ -277,20 +287,7 @@ pub fn dora_under_hup_storm(
         round += 1;
         // 16 requests a second per MAC are answered; two per exchange stay well under.
         std::thread::sleep(Duration::from_millis(200));
-        let out = inst
-            .ns
-            .command(netnode())
-            .args([
-                "client",
-                "--iface",
-                "eth0",
-                "--attempts",
-                "1",
-                "--timeout",
-                "2",
-            ])
-            .output()
-            .unwrap();
+        let out = own_client(inst, &["--attempts", "1", "--timeout", "2"]);
         if !out.status.success() {
             stop.store(true, Ordering::Relaxed);
             panic!(
