@@ -105,7 +105,7 @@ pub enum StartError {
     Passwords(#[from] crate::metadata::password::LoadError),
     /// The dhcp-script's `init` failed.
     #[error("running the dhcp-script's init: {0}")]
-    Script(#[from] crate::compat::script::ScriptError),
+    Script(#[from] crate::dhcp::script::ScriptError),
     /// A thread could not be started.
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),

@@ -344,6 +344,12 @@ fn radvd_as_nova_runs_it_gives_slaac_and_sigterm_withdraws_the_route() {
         nova.log()
     );
     let pid = nova.pid("nova-ra-br100.pid");
+    // radvd keeps no leases: no store, no state directory, no lock.
+    assert!(
+        !nova.log().contains("lease journal"),
+        "radvd mode opened a lease store:\n{}",
+        nova.log()
+    );
     let inst = &nova.lab.instances[0];
     inst.ns.ip(&["link", "set", "eth0", "down"]).unwrap();
     inst.ns.ip(&["link", "set", "eth0", "up"]).unwrap();

@@ -377,3 +377,44 @@ fn passwords_are_set_once_and_survive_a_restart() {
         ""
     );
 }
+
+#[test]
+fn the_metadata_listener_follows_the_table_without_a_restart() {
+    if !can_run_with("mdreload", &[], &[CURL]) {
+        return;
+    }
+    let mut s = serve_metadata("mdreload", "");
+    let inst = &s.lab.instances[0];
+    assert_eq!(
+        curl(inst, &[], "/latest/meta-data/instance-id").2,
+        "i-00000001"
+    );
+    let with = fs::read_to_string(&s.config).unwrap();
+    // [metadata] removed at a reload: the listener closes (curl cannot connect).
+    let at = with.find("[metadata]").unwrap();
+    fs::write(&s.config, &with[..at]).unwrap();
+    s.daemon.signal(libc::SIGHUP);
+    s.daemon_wait("[metadata] removed");
+    let refused = inst
+        .ns
+        .command("curl")
+        .args([
+            "-s",
+            "-m",
+            "5",
+            "http://169.254.169.254/latest/meta-data/instance-id",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(7), "curl: could not connect");
+    // And back: it opens again, with the instances.
+    fs::write(&s.config, &with).unwrap();
+    s.daemon.signal(libc::SIGHUP);
+    s.daemon
+        .wait_for_log("metadata listening", 2, Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(
+        curl(inst, &[], "/latest/meta-data/instance-id").2,
+        "i-00000001"
+    );
+}

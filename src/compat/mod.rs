@@ -7,4 +7,3 @@ pub mod entry;
 pub mod logging;
 pub mod radvd;
 pub mod release;
-pub mod script;

@@ -8,6 +8,7 @@ pub mod journal;
 pub mod lease;
 pub mod listener;
 pub mod reply;
+pub mod script;
 pub mod send;
 pub mod service;
 pub mod stats;

@@ -19,7 +19,7 @@ use super::store::LeaseStore;
 use super::writer::Shared;
 use super::{LeaseChange, Stats};
 use crate::clock::unix_now;
-use crate::compat::script::{self, Action, ScriptRunner};
+use crate::dhcp::script::{self, Action, ScriptRunner};
 use crate::netif::{self, LinkEvent};
 use crate::service::{Context, Reload, Service, StartError};
 use crate::stats::{Counters, Report};

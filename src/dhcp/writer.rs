@@ -20,7 +20,7 @@ use super::engine::Transmit;
 use super::lease::{Lease, LeaseChange};
 use super::send::{send_all, BATCH};
 use super::store::LeaseStore;
-use crate::compat::script::{Action, ScriptRunner};
+use crate::dhcp::script::{Action, ScriptRunner};
 use crate::ratelimit::{LogBudget, LogLimiter};
 use crate::table::Table;
 use arc_swap::ArcSwap;
@@ -33,7 +33,7 @@ pub struct Shared {
     /// The lease store.
     pub store: Arc<LeaseStore>,
     /// dnsmasq's `--dhcp-script`, told of every lease change (drop-in mode).
-    pub script: Option<crate::compat::script::ScriptRunner>,
+    pub script: Option<crate::dhcp::script::ScriptRunner>,
     /// Told after each commit, so the lease file is rewritten soon.
     pub committed: Arc<tokio::sync::Notify>,
     /// What could not be made durable.
