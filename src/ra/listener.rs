@@ -158,20 +158,29 @@ pub async fn read(
     socket: Arc<AsyncFd<Socket>>,
     to: mpsc::Sender<Input>,
 ) {
+    if let Some(error) = receive(&bridge, id, &socket, &to).await {
+        let _ = to
+            .send(Input::Closed {
+                bridge,
+                socket: id,
+                error,
+            })
+            .await;
+    }
+}
+
+/// The receive loop of [`read`]: the socket's error, or `None` when the receiver is gone.
+async fn receive(
+    bridge: &Arc<str>,
+    id: u64,
+    socket: &AsyncFd<Socket>,
+    to: &mpsc::Sender<Input>,
+) -> Option<io::Error> {
     let mut buf = vec![0u8; RECEIVE_BUFFER];
     loop {
         let mut guard = match socket.readable().await {
             Ok(g) => g,
-            Err(error) => {
-                let _ = to
-                    .send(Input::Closed {
-                        bridge,
-                        socket: id,
-                        error,
-                    })
-                    .await;
-                return;
-            }
+            Err(error) => return Some(error),
         };
         // A bounded number per wakeup, so a flood shares the runtime.
         for _ in 0..64 {
@@ -185,22 +194,13 @@ pub async fn read(
                         bytes: buf.get(..n).unwrap_or(&[]).to_vec(),
                     };
                     if to.send(message).await.is_err() {
-                        return;
+                        return None;
                     }
                 }
                 Ok(Err(error)) if error.raw_os_error() == Some(libc::ENOBUFS) => {
                     // A control message was cut: the message itself is dropped, the socket is fine.
                 }
-                Ok(Err(error)) => {
-                    let _ = to
-                        .send(Input::Closed {
-                            bridge,
-                            socket: id,
-                            error,
-                        })
-                        .await;
-                    return;
-                }
+                Ok(Err(error)) => return Some(error),
                 Err(_would_block) => break,
             }
         }
