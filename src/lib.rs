@@ -10,6 +10,7 @@ pub mod clock;
 pub mod compat;
 pub mod demo;
 pub mod dhcp;
+pub mod dns;
 pub mod durable;
 pub mod lab;
 pub mod loadgen;

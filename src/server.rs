@@ -28,6 +28,7 @@ pub const SERVICES: &[StartFn] = &[
     crate::dhcp::service::start,
     crate::ra::service::start,
     crate::metadata::service::start,
+    crate::dns::service::start,
 ];
 
 /// Why the daemon could not start or run.

@@ -530,3 +530,181 @@ fn dnsmasq_logs_to_syslog_as_dnsmasq_does_with_the_facility_asked() {
     );
     signal(pid, libc::SIGTERM);
 }
+
+/// dig from an instance: status and answer lines.
+fn dig_at(
+    inst: &netnode::lab::Instance,
+    server: &str,
+    args: &[&str],
+) -> (String, String, Vec<String>) {
+    let out = inst
+        .ns
+        .command("dig")
+        .args(["+nocookie", "+time=2", "+tries=1", &format!("@{server}")])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or("no answer")
+        .to_string();
+    let flags = text
+        .split(";; flags: ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or("")
+        .to_string();
+    let answers = text
+        .lines()
+        .skip_while(|l| !l.starts_with(";; ANSWER SECTION"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    (status, flags, answers)
+}
+
+#[test]
+fn dnsmasq_as_nova_runs_it_answers_dns_and_port_0_turns_it_off() {
+    if !can_run_with("dmdns", &[], &[("dig", "bind9-dnsutils")]) {
+        return;
+    }
+    let nova = Nova::new("dmdns", 3);
+    for i in 1..=3 {
+        let inst = &nova.lab.instances[i - 1];
+        inst.ns
+            .ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", nova.lab.instance_ip(i)),
+                "dev",
+                "eth0",
+            ])
+            .unwrap();
+    }
+    let pid = nova.start_dnsmasq();
+    let vm1 = &nova.lab.instances[0];
+    let ip2 = nova.lab.instance_ip(2).to_string();
+    // Instances resolve each other by the names nova wrote, before any lease.
+    let (status, flags, answers) = dig_at(vm1, "198.18.0.1", &["vm-2.novalocal"]);
+    assert_eq!(status, "NOERROR");
+    assert!(flags.contains("aa"), "{flags}");
+    assert_eq!(answers, [format!("vm-2.novalocal. 0 IN A {ip2}")]);
+    let (_, _, answers) = dig_at(vm1, "198.18.0.1", &["-x", &ip2]);
+    assert_eq!(answers.len(), 1);
+    // A new host line and a HUP (nova's way): the new name resolves.
+    let hosts = nova.networks.join("nova-br100.conf");
+    let mut text = fs::read_to_string(&hosts).unwrap();
+    text.push_str(&format!("\n{}", host_line(&nova.lab, 3)));
+    fs::write(&hosts, text).unwrap();
+    signal(pid, libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _, answers) = dig_at(vm1, "198.18.0.1", &["vm-3.novalocal"]);
+        if status == "NOERROR" && answers.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vm-3 never resolved: {status}\n{}",
+            nova.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(pid, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // --port=0: DHCP only, no DNS socket at all.
+    let mut args = nova.dnsmasq_args(&nova.bin.join("nova-dhcpbridge"));
+    args.push("--port=0".into());
+    let out = nova.nova_runs(&nova.bin.join("dnsmasq"), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = nova.pid("nova-br100.pid");
+    let (status, _, _) = dig_at(vm1, "198.18.0.1", &["vm-2.novalocal"]);
+    assert_eq!(status, "no answer");
+    signal(pid, libc::SIGTERM);
+}
+
+#[test]
+fn netnode_and_debians_dnsmasq_answer_alike() {
+    if !can_run_with(
+        "dmdnscmp",
+        &[],
+        &[("dig", "bind9-dnsutils"), ("dnsmasq", "dnsmasq-base")],
+    ) {
+        return;
+    }
+    let nova = Nova::new("dmdnscmp", 2);
+    let vm = &nova.lab.instances[0];
+    vm.ns
+        .ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", nova.lab.instance_ip(1)),
+            "dev",
+            "eth0",
+        ])
+        .unwrap();
+    nova.lab
+        .server
+        .ip(&["addr", "add", "198.18.0.2/24", "dev", "br100"])
+        .unwrap();
+    let hosts = nova.networks.join("nova-br100.hosts");
+    fs::write(
+        &hosts,
+        "198.18.0.10\tvm-1.novalocal\n198.18.0.11\tdb.novalocal db\n",
+    )
+    .unwrap();
+    // nova adds --no-resolv when it has DNS servers to give; here neither has any upstream.
+    let mut args = nova.dnsmasq_args(&nova.bin.join("nova-dhcpbridge"));
+    args.push("--no-resolv".into());
+    let out = nova.nova_runs(&nova.bin.join("dnsmasq"), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = nova.pid("nova-br100.pid");
+    // Debian's dnsmasq on the same files, DNS only, on the bridge's second address.
+    let hosts_arg = format!("--addn-hosts={}", hosts.display());
+    let reference = netnode::lab::Daemon::start(
+        &nova.lab.server,
+        Path::new("/usr/sbin/dnsmasq"),
+        &[
+            "-k",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=198.18.0.2",
+            "--except-interface=lo",
+            "--domain=novalocal",
+            &hosts_arg,
+            "--pid-file=",
+        ],
+        &nova.lab.dir.join("reference.log"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for q in [
+        vec!["vm-1.novalocal", "A"],
+        vec!["db.novalocal", "A"],
+        vec!["db", "A"],
+        vec!["-x", "198.18.0.11"],
+        vec!["www.example.com", "A"],
+    ] {
+        let ours = dig_at(vm, "198.18.0.1", &q);
+        let theirs = dig_at(vm, "198.18.0.2", &q);
+        assert_eq!(ours, theirs, "{q:?}: netnode {ours:?}, dnsmasq {theirs:?}");
+    }
+    drop(reference);
+    signal(pid, libc::SIGTERM);
+}

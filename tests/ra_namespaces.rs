@@ -9,7 +9,7 @@ use std::fs;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use common::{can_run_with, serve_with, Served, LEASE, SYSTEM_PYTHON};
+use common::{can_run_with, rdisc6, serve_with, Served, LEASE, SYSTEM_PYTHON};
 use netnode::lab::{self, Daemon, Instance, Lab};
 use netnode::table::ipv6::{instance_address, Backend};
 
@@ -169,22 +169,6 @@ fn inst_bridge_mac(s: &Served) -> String {
 /// rdisc6 from the instance: one solicitation, the answer printed.
 /// Retries while the instance's own link-local address is still tentative (rdisc6 then fails
 /// with "Cannot assign requested address").
-fn rdisc6(inst: &Instance) -> String {
-    let mut last = String::new();
-    for _ in 0..30 {
-        match lab::run(
-            inst.ns
-                .command("rdisc6")
-                .args(["-1", "-w", "1500", "-r", "3", &inst.iface]),
-        ) {
-            Ok(out) => return String::from_utf8_lossy(&out.stdout).to_string(),
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("rdisc6 never got an answer: {last}");
-}
-
 #[test]
 fn stopping_netnode_withdraws_the_default_route() {
     if !can_run_with("rastop", &[], &[]) {

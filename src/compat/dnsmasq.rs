@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use ipnetwork::Ipv4Network;
 
 use crate::table::config::{ConfigFile, NetworkConfig, StateConfig};
-use crate::table::{LeaseTime, Problem};
+use crate::table::dns::DnsConfig;
+use crate::table::LeaseTime;
 
 /// One `--dhcp-range`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +61,7 @@ pub struct DnsmasqOptions {
     pub script: Option<PathBuf>,
     /// `--domain`.
     pub domain: Option<String>,
-    /// `--addn-hosts` files (read on HUP; served when DNS lands).
+    /// `--addn-hosts` files (their names answered by DNS; re-read on HUP).
     pub addn_hosts: Vec<PathBuf>,
     /// `--no-hosts`.
     pub no_hosts: bool,
@@ -70,8 +71,14 @@ pub struct DnsmasqOptions {
     pub strict_order: bool,
     /// `--no-resolv`.
     pub no_resolv: bool,
-    /// `--server`s.
+    /// `--server`s (and `--local`s: a server without an address).
     pub servers: Vec<String>,
+    /// `--cache-size`.
+    pub cache_size: Option<usize>,
+    /// `--local-ttl`.
+    pub local_ttl: Option<u32>,
+    /// `--resolv-file`.
+    pub resolv_file: Option<PathBuf>,
     /// `--log-facility`: a syslog facility, a file, or `-` for stderr.
     pub log_facility: Option<String>,
     /// `--log-dhcp`: log every lease event.
@@ -169,6 +176,12 @@ const OPTIONS: &[(&str, Option<char>, Arity)] = &[
     ("server", Some('S'), Arity::Value),
     ("log-dhcp", None, Arity::Flag),
     ("log-facility", Some('8'), Arity::Value),
+    ("local", None, Arity::Value),
+    ("cache-size", Some('c'), Arity::Value),
+    ("local-ttl", Some('T'), Arity::Value),
+    ("resolv-file", Some('r'), Arity::Value),
+    ("domain-needed", None, Arity::Flag),
+    ("bogus-priv", None, Arity::Flag),
 ];
 
 /// Options accepted for compatibility: they change nothing netnode does (said on stderr).
@@ -180,7 +193,6 @@ const NO_EFFECT: &[(&str, Option<char>, Arity)] = &[
     ("dhcp-match", None, Arity::Value),
     ("dhcp-userclass", Some('j'), Arity::Value),
     ("dhcp-ignore-clid", None, Arity::Flag),
-    ("cache-size", Some('c'), Arity::Value),
     ("user", Some('u'), Arity::Value),
     ("group", Some('g'), Arity::Value),
     ("enable-ra", None, Arity::Flag),
@@ -334,7 +346,22 @@ fn apply(
         }
         "strict-order" => out.strict_order = true,
         "no-resolv" => out.no_resolv = true,
-        "server" => out.servers.push(v()),
+        "server" | "local" => out.servers.push(v()),
+        "cache-size" => {
+            out.cache_size = Some(
+                v().parse()
+                    .map_err(|_| bad(format!("{:?} is not a number", v())))?,
+            )
+        }
+        "local-ttl" => {
+            out.local_ttl = Some(
+                v().parse()
+                    .map_err(|_| bad(format!("{:?} is not a number of seconds", v())))?,
+            )
+        }
+        "resolv-file" => out.resolv_file = Some(v().into()),
+        // netnode never forwards single labels nor its own reverse zones: these are always on.
+        "domain-needed" | "bogus-priv" => {}
         "conf-file" => {
             let path = v();
             // nova passes `--conf-file=` (empty) when dnsmasq_config_file is unset.
@@ -517,12 +544,8 @@ pub fn to_config(
             server_address: Some(server),
             lease_time: Some(r.lease_time.unwrap_or(LeaseTime::Seconds(3600)).to_string()),
             domain: o.domain.clone(),
-            // netnode serves no DNS yet: hand out the IPv4 upstream servers, so guests resolve.
-            dns_servers: o
-                .servers
-                .iter()
-                .filter_map(|v| v.split(['#', '@']).next()?.trim().parse().ok())
-                .collect(),
+            // With DNS on, the server's own address is handed out (option 6), as dnsmasq
+            // does; with --port=0 none is, unless an option line says otherwise.
             hosts_file: o.hosts_files.first().cloned(),
             opts_file: o.opts_files.first().cloned(),
             options: o.options.clone(),
@@ -550,40 +573,25 @@ pub fn to_config(
         },
         fsync: true,
     };
-    Ok(config)
-}
-
-/// Reads the `--addn-hosts` files (`<ip> <name>...` per line) and returns the lines that are not
-/// hosts lines, as problems. netnode keeps them for DNS, which is not served yet.
-pub fn check_addn_hosts(o: &DnsmasqOptions) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for path in &o.addn_hosts {
-        // dnsmasq warns about an unreadable addn-hosts file and goes on: so does netnode.
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(Problem::new(
-                    path.display().to_string(),
-                    0,
-                    format!("cannot read: {e}"),
-                ));
-                continue;
-            }
-        };
-        for (n, line) in text.lines().enumerate() {
-            let mut fields = line.split('#').next().unwrap_or("").split_whitespace();
-            if let Some(ip) = fields.next() {
-                if ip.parse::<std::net::IpAddr>().is_err() || fields.next().is_none() {
-                    problems.push(Problem::new(
-                        path.display().to_string(),
-                        n + 1,
-                        "not `<address> <name>...`",
-                    ));
-                }
-            }
+    if o.port != Some(0) {
+        let mut addn_hosts = o.addn_hosts.clone();
+        if !o.no_hosts {
+            addn_hosts.insert(0, "/etc/hosts".into());
         }
+        config.dns = Some(DnsConfig {
+            port: o.port,
+            servers: o.servers.clone(),
+            resolv_file: o.resolv_file.clone(),
+            no_resolv: o.no_resolv,
+            strict_order: o.strict_order,
+            cache_size: o.cache_size,
+            local_ttl: o.local_ttl,
+            domain_needed: Some(true),
+            addn_hosts,
+            client_rate: None,
+        });
     }
-    problems
+    Ok(config)
 }
 
 #[cfg(test)]

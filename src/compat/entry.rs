@@ -147,9 +147,6 @@ pub fn dnsmasq(args: &[String]) -> i32 {
     for ignored in &opts.ignored {
         eprintln!("dnsmasq: {ignored} is accepted and has no effect in netnode");
     }
-    if opts.port != Some(0) {
-        eprintln!("dnsmasq: netnode does not serve DNS yet; only DHCP is served");
-    }
     let drop_in = DropIn {
         script: opts.script.clone().map(|path| ScriptSettings {
             path,

@@ -55,9 +55,10 @@ impl Source {
             Source::Toml(path) => Ok(build::load(path)?),
             Source::Dnsmasq(opts) => {
                 let config = dnsmasq::to_config(opts, &crate::netif::ipv4_addresses())?;
-                let mut table = build::from_config(&config, Path::new("dnsmasq command line"))?;
-                table.problems.extend(dnsmasq::check_addn_hosts(opts));
-                Ok(table)
+                Ok(build::from_config(
+                    &config,
+                    Path::new("dnsmasq command line"),
+                )?)
             }
             Source::Radvd(path) => {
                 let text =

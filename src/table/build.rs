@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use ipnetwork::{Ipv4Network, Ipv6Network};
 use super::ra::RaParams;
 
 use super::config::{ConfigFile, HostConfig, NetworkConfig};
+use super::dns::{self, DnsConfig, DnsSettings};
 use super::hosts::{self, ClientIdMatch, HostEntry};
 use super::options::{code, encode_classless, hex_bytes};
 use super::opts::{self, OptionLine};
@@ -80,6 +81,8 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
     let mut problems = Vec::new();
     let mut sources = Vec::new();
     let mut networks: Vec<Network> = Vec::new();
+    // Served DNS changes what DHCP and router advertisements hand out as the DNS server.
+    let dns_on = config.dns.as_ref().is_some_and(|d| d.port != Some(0));
     let fixed_range: Option<Ipv6Network> = match &config.ipv6.fixed_range {
         Some(r) => Some(
             r.parse()
@@ -97,7 +100,7 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
             BuildError::Load(e) => e,
         };
         let mut network =
-            build_network(nc, origin, &mut problems, &mut sources).map_err(as_field)?;
+            build_network(nc, origin, dns_on, &mut problems, &mut sources).map_err(as_field)?;
         if network.cidr_v6.is_none() {
             if let Some(range) = fixed_range {
                 let derived = nth_subnet64(range, index)
@@ -116,8 +119,21 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
                     other.cidr_v6.map(|o| o.to_string()).unwrap_or_default()
                 )));
             }
-            let params =
+            let gateway_v6 = *network
+                .gateway_v6
+                .get_or_insert_with(|| Ipv6Addr::from(u128::from(v6.network()) + 1));
+            if !v6.contains(gateway_v6) {
+                return Err(invalid(format!(
+                    "{label}: gateway_v6: {gateway_v6} is not in {v6}"
+                )));
+            }
+            let mut params =
                 RaParams::from_config(&nc.ra).map_err(|m| invalid(format!("{label}: ra: {m}")))?;
+            if dns_on && params.rdnss.is_empty() {
+                // RFC 8106: IPv6-only guests learn the resolver and the search domain too.
+                params.rdnss = vec![gateway_v6];
+                params.dnssl = network.domain.iter().cloned().collect();
+            }
             network.ra = params.send.then(|| Arc::new(params));
         }
         if let Some(other) = networks.iter().find(|n| n.cidr.overlaps(network.cidr)) {
@@ -128,6 +144,15 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         }
         networks.push(network);
     }
+    let dns = match &config.dns {
+        Some(d) if d.port != Some(0) => Some(
+            dns_settings(d, &networks, &mut problems, &mut sources).map_err(|e| match e {
+                BuildError::Field(m) => invalid(format!("[dns] {m}")),
+                BuildError::Load(e) => e,
+            })?,
+        ),
+        _ => None,
+    };
     let state = StateSettings {
         dir: config.state.dir.clone(),
         lease_file: config.state.lease_file.clone(),
@@ -169,6 +194,90 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         metadata,
         instances,
         ra_only: Vec::new(),
+        dns,
+    })
+}
+
+/// Validates `[dns]`: upstreams (the `servers`, then the resolv.conf's unless `no_resolv`), never
+/// netnode's own listening addresses; the extra hosts files.
+fn dns_settings(
+    d: &DnsConfig,
+    networks: &[Network],
+    problems: &mut Vec<Problem>,
+    sources: &mut Vec<PathBuf>,
+) -> Result<DnsSettings, BuildError> {
+    let port = d.port.unwrap_or(dns::DNS_PORT);
+    let mut upstreams = Vec::new();
+    for text in &d.servers {
+        upstreams.extend(dns::parse_server(text).map_err(|e| field(format!("servers: {e}")))?);
+    }
+    if !d.no_resolv {
+        let path = d
+            .resolv_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(dns::RESOLV_CONF));
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                upstreams.extend(
+                    dns::parse_resolv(&text)
+                        .into_iter()
+                        .map(|server| dns::Upstream {
+                            domain: vec![0],
+                            server: Some(server),
+                        }),
+                )
+            }
+            Err(e) => problems.push(Problem::new(
+                path.display().to_string(),
+                0,
+                format!("cannot read the upstream servers: {e}"),
+            )),
+        }
+        sources.push(path);
+    }
+    // Never forward to ourselves: a loop that would answer nothing, slowly.
+    let own = |a: std::net::SocketAddr| {
+        a.port() == port
+            && networks.iter().any(|n| {
+                a.ip() == std::net::IpAddr::V4(n.server)
+                    || n.gateway_v6
+                        .is_some_and(|g| a.ip() == std::net::IpAddr::V6(g))
+            })
+    };
+    upstreams.retain(|u| match u.server {
+        Some(a) if own(a) => {
+            problems.push(Problem::new(
+                "[dns] servers",
+                0,
+                format!("{a} is netnode's own DNS address; not forwarding to it"),
+            ));
+            false
+        }
+        _ => true,
+    });
+    let mut hosts = Vec::new();
+    for path in &d.addn_hosts {
+        let file = path.display().to_string();
+        match fs::read_to_string(path) {
+            Ok(text) => {
+                let (records, bad) = dns::parse_hosts(&file, &text);
+                hosts.extend(records);
+                problems.extend(bad);
+            }
+            // dnsmasq warns about an unreadable hosts file and goes on: so does netnode.
+            Err(e) => problems.push(Problem::new(file, 0, format!("cannot read: {e}"))),
+        }
+        sources.push(path.clone());
+    }
+    Ok(DnsSettings {
+        port,
+        upstreams,
+        strict_order: d.strict_order,
+        cache_size: d.cache_size.unwrap_or(dns::DEFAULT_CACHE),
+        local_ttl: d.local_ttl.unwrap_or(0),
+        domain_needed: d.domain_needed.unwrap_or(true),
+        hosts,
+        client_rate: d.client_rate.unwrap_or(dns::DEFAULT_CLIENT_RATE),
     })
 }
 
@@ -211,16 +320,25 @@ fn read(path: &Path) -> Result<String, LoadError> {
 fn build_network(
     nc: &NetworkConfig,
     origin: &Path,
+    dns_on: bool,
     problems: &mut Vec<Problem>,
     sources: &mut Vec<PathBuf>,
 ) -> Result<Network, BuildError> {
     let settings = Settings::validate(nc)?;
     let option_lines = option_lines(nc, origin, problems, sources)?;
-    let base = base_options(nc, &settings)?;
+    // With netnode serving DNS and no servers configured, the server's own address is handed
+    // out, as dnsmasq does.
+    let dns = if nc.dns_servers.is_empty() && dns_on {
+        vec![settings.server]
+    } else {
+        nc.dns_servers.clone()
+    };
+    let base = base_options(nc, &settings, &dns)?;
     let network = Network {
-        dns: nc.dns_servers.clone(),
+        dns,
         mtu_v4: nc.mtu,
         cidr_v6: settings.cidr_v6,
+        gateway_v6: nc.gateway_v6,
         ra: None,
         name: nc.name.clone(),
         bridge: nc.bridge.clone(),
@@ -386,17 +504,21 @@ fn option_lines(
 }
 
 /// The options a network's own settings give every client, before option lines apply.
-fn base_options(nc: &NetworkConfig, s: &Settings) -> Result<BaseOptions, BuildError> {
+fn base_options(
+    nc: &NetworkConfig,
+    s: &Settings,
+    dns: &[Ipv4Addr],
+) -> Result<BaseOptions, BuildError> {
     let mut values: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
     values.insert(code::SUBNET_MASK, s.cidr.mask().octets().to_vec());
     values.insert(code::BROADCAST, s.cidr.broadcast().octets().to_vec());
     if let Some(g) = s.gateway {
         values.insert(code::ROUTER, g.octets().to_vec());
     }
-    if !nc.dns_servers.is_empty() {
+    if !dns.is_empty() {
         values.insert(
             code::DNS_SERVERS,
-            nc.dns_servers.iter().flat_map(|ip| ip.octets()).collect(),
+            dns.iter().flat_map(|ip| ip.octets()).collect(),
         );
     }
     if let Some(d) = &s.domain {
@@ -888,6 +1010,29 @@ mod tests {
             "fd00::/64"
         );
         assert!(nth_subnet64("fd00::/63".parse().unwrap(), 2).is_err());
+    }
+
+    #[test]
+    fn netnode_never_forwards_to_its_own_dns_address() {
+        let text = format!(
+            "[dns]\nno_resolv = true\nservers = [\"198.18.0.1\", \"198.18.0.1#5353\", \"/test/198.18.0.1\", \"fd00:9::1\"]\n{NET}cidr_v6 = \"fd00:9::/64\"\n"
+        );
+        let t = from_config(&config(&text), Path::new("c.toml")).unwrap();
+        let dns = t.dns.as_ref().unwrap();
+        let kept: Vec<String> = dns
+            .upstreams
+            .iter()
+            .filter_map(|u| u.server.map(|a| a.to_string()))
+            .collect();
+        // Port 53 of the bridge address (v4 and the v6 gateway) is netnode itself; another port
+        // on the same address is another server.
+        assert_eq!(kept, ["198.18.0.1:5353"]);
+        let loops: Vec<_> = t
+            .problems
+            .iter()
+            .filter(|p| p.reason.contains("own DNS address"))
+            .collect();
+        assert_eq!(loops.len(), 3, "{:?}", t.problems);
     }
 
     #[test]

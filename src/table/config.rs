@@ -23,6 +23,8 @@ pub struct ConfigFile {
     /// Instance records, one `[[instance]]` table each.
     #[serde(default)]
     pub instance: Vec<InstanceConfig>,
+    /// DNS for instances (off when absent).
+    pub dns: Option<super::dns::DnsConfig>,
 }
 
 /// `[metadata]`.
@@ -156,6 +158,9 @@ pub struct NetworkConfig {
     pub host: Vec<HostConfig>,
     /// IPv6 prefix advertised on the bridge for SLAAC, e.g. `fd00:1::/64`.
     pub cidr_v6: Option<String>,
+    /// The server's IPv6 address on the bridge (DNS listens on it; RAs name it as the DNS
+    /// server); default: the prefix's first address, as nova's gateway_v6.
+    pub gateway_v6: Option<std::net::Ipv6Addr>,
     /// Router advertisement parameters, with radvd's names.
     #[serde(default)]
     pub ra: super::ra::RaConfig,
@@ -252,6 +257,10 @@ impl ConfigFile {
         }
         for i in &mut self.instance {
             i.user_data_file.as_mut().map(fix);
+        }
+        if let Some(d) = &mut self.dns {
+            d.resolv_file.as_mut().map(fix);
+            d.addn_hosts.iter_mut().for_each(fix);
         }
         self.state.lease_file.as_mut().map(fix);
     }

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod config;
+pub mod dns;
 pub mod duration;
 pub mod hosts;
 pub mod instance;
@@ -178,6 +179,8 @@ pub struct Network {
     pub mtu_v4: Option<u16>,
     /// The IPv6 prefix advertised for SLAAC.
     pub cidr_v6: Option<Ipv6Network>,
+    /// The server's IPv6 address on the bridge (with `cidr_v6`).
+    pub gateway_v6: Option<std::net::Ipv6Addr>,
     /// Router advertisement parameters (present when `cidr_v6` is set and AdvSendAdvert is on).
     pub ra: Option<Arc<RaParams>>,
     bindings: Vec<Binding>,
@@ -247,6 +250,8 @@ pub struct Table {
     pub instances: Vec<instance::Instance>,
     /// Interfaces that only advertise (radvd mode).
     pub ra_only: Vec<RaOnly>,
+    /// DNS settings (none: no DNS).
+    pub dns: Option<dns::DnsSettings>,
 }
 
 impl Drop for Table {
@@ -284,6 +289,7 @@ impl Table {
             metadata: None,
             instances: Vec::new(),
             ra_only: Vec::new(),
+            dns: None,
         }
     }
 

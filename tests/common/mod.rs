@@ -301,3 +301,21 @@ pub fn dora_under_hup_storm(
     stop.store(true, Ordering::Relaxed);
     storm.join().unwrap()
 }
+
+/// rdisc6 on an instance's interface, retried while its link-local address is not ready:
+/// everything it printed of the first RA it got.
+pub fn rdisc6(inst: &netnode::lab::Instance) -> String {
+    let mut last = String::new();
+    for _ in 0..30 {
+        match lab::run(
+            inst.ns
+                .command("rdisc6")
+                .args(["-1", "-w", "1500", "-r", "3", &inst.iface]),
+        ) {
+            Ok(out) => return String::from_utf8_lossy(&out.stdout).to_string(),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("rdisc6 never got an answer: {last}");
+}
