@@ -75,7 +75,7 @@ pub fn report(table: &Table, bridge_exists: &dyn Fn(&str) -> bool) -> Report {
             out,
             "  dns servers handed out: {}",
             if dns.is_empty() {
-                "none (netnode serves no DNS yet)".to_string()
+                "none (no dns_servers, and netnode's DNS is off)".to_string()
             } else {
                 dns.join(", ")
             }
@@ -99,6 +99,32 @@ pub fn report(table: &Table, bridge_exists: &dyn Fn(&str) -> bool) -> Report {
                 .map(|p| p.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    if let Some(d) = &table.dns {
+        let upstreams: Vec<String> = d
+            .upstreams
+            .iter()
+            .map(|u| {
+                let domain = crate::dns::wire::name_text(&u.domain);
+                match (domain.is_empty(), u.server) {
+                    (true, Some(a)) => a.to_string(),
+                    (false, Some(a)) => format!("{a} for {domain}"),
+                    (_, None) => format!("{domain} answered locally only"),
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "dns on port {} of every network's server address: {} names, upstreams {}, cache {} answers",
+            d.port,
+            crate::dns::Zone::build(table).len(),
+            if upstreams.is_empty() {
+                "none (names outside netnode's own are REFUSED)".to_string()
+            } else {
+                upstreams.join(", ")
+            },
+            d.cache_size
         );
     }
     if let Some(m) = &table.metadata {
@@ -131,6 +157,21 @@ mod tests {
 
     fn table(text: &str) -> Table {
         build::from_config(&ConfigFile::parse(text).unwrap(), Path::new("c.toml")).unwrap()
+    }
+
+    #[test]
+    fn describes_dns() {
+        let t = table(
+            "[dns]\nno_resolv = true\nservers = [\"198.18.5.53\", \"/corp.example/198.18.6.53#5353\", \"/quiet/\"]\ncache_size = 50\n\
+             [[network]]\nname = \"a\"\nbridge = \"br-here\"\ncidr = \"198.18.0.0/24\"\ndomain = \"novalocal\"\n[[network.host]]\nmac = \"fa:16:3e:00:00:01\"\nip = \"198.18.0.10\"\nhostname = \"vm-1\"\n",
+        );
+        let r = report(&t, &|_| true);
+        assert!(
+            r.text.contains("dns servers handed out: 198.18.0.1")
+                && r.text.contains("dns on port 53 of every network's server address: 2 names, upstreams 198.18.5.53:53, 198.18.6.53:5353 for corp.example, quiet answered locally only, cache 50 answers"),
+            "{}",
+            r.text
+        );
     }
 
     #[test]

@@ -161,7 +161,7 @@ fn instances_resolve_each_other_with_authority_in_every_client() {
     if !can_run_with("dnsnames", &[], &[DIG, DRILL, KDIG]) {
         return;
     }
-    let mut s = dns_lab("dnsnames", 2, "no_resolv = true");
+    let mut s = dns_lab("dnsnames", 2, "no_resolv = true\nlog_queries = true");
     let vm1 = &s.lab.instances[0];
     let vm2_ip = s.lab.instance_ip(2).to_string();
     // dig: qualified and not, A and AAAA, the client's case kept, aa and TTL 0.
@@ -193,6 +193,17 @@ fn instances_resolve_each_other_with_authority_in_every_client() {
     assert_eq!(status(&dig(vm1, &["printer"])), "NXDOMAIN");
     // Outside it, with no upstream: REFUSED, as neutron's dnsmasq without servers.
     assert_eq!(status(&dig(vm1, &["www.example.com"])), "REFUSED");
+    // EDNS version 1: BADVERS. ANY: the name's addresses, or RFC 8482's HINFO.
+    assert_eq!(
+        status(&dig(vm1, &["+edns=1", "+noednsneg", "vm-2.novalocal"])),
+        "BADVERS"
+    );
+    assert_eq!(answers(&dig(vm1, &["vm-2.novalocal", "ANY"])).len(), 2);
+    let out = dig(vm1, &["www.example.com", "ANY"]);
+    assert!(
+        answers(&out).len() == 1 && answers(&out)[0].contains("HINFO"),
+        "{out}"
+    );
     // drill and kdig read the same.
     let drill = vm1
         .ns
@@ -216,6 +227,11 @@ fn instances_resolve_each_other_with_authority_in_every_client() {
     // DHCP hands out netnode's own address as the DNS server, as dnsmasq did.
     let got = common::own_client(vm1, &[]);
     assert!(String::from_utf8_lossy(&got.stdout).contains("dns=198.18.0.1"));
+    // log_queries (dnsmasq's --log-queries): a line per query and what became of it.
+    let vm1_ip = s.lab.instance_ip(1).to_string();
+    s.daemon_wait(&format!("query[A] VM-2.NovaLocal from {vm1_ip}: local"));
+    s.daemon_wait(&format!("query[A] nope.novalocal from {vm1_ip}: authority"));
+    s.daemon_wait(&format!("query[A] www.example.com from {vm1_ip}: refused"));
     let stats = s.stats();
     assert!(counter(&stats, "dns.local") >= 4, "{stats}");
     assert_eq!(counter(&stats, "dns.forwarded"), 0, "{stats}");
@@ -409,6 +425,121 @@ fn every_upstream_query_has_its_own_source_port_and_id() {
 }
 
 #[test]
+fn tcp_queries_are_pipelined_answered_as_they_come_and_a_half_close_is_honoured() {
+    if !can_run_with("dnstcp", &[], &[UNBOUND]) {
+        return;
+    }
+    let mut s = dns_lab("dnstcp", 2, "no_resolv = true\nservers = [\"198.18.5.53\"]");
+    let up = upstream_ns(&s, &["198.18.5.53"]);
+    let (_unbound, _log) = unbound(&s, &up);
+    // RFC 7766: many queries in one write; the local ones are answered at once, the forwarded
+    // one when the upstream answers (after them). A client that shuts its sending side still
+    // gets every answer, then the close. A zero-length message closes the connection.
+    let script = r#"
+import socket, struct
+def q(i, name, qtype=1):
+    wire = b''.join(bytes([len(l)]) + l.encode() for l in name.split('.')) + b'\x00'
+    m = struct.pack('>HHHHHH', i, 0x0100, 1, 0, 0, 0) + wire + struct.pack('>HH', qtype, 1)
+    return struct.pack('>H', len(m)) + m
+def read_all(c):
+    data = b''
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+def answers(data):
+    out = []
+    while len(data) >= 2:
+        n = struct.unpack('>H', data[:2])[0]
+        m = data[2:2 + n]
+        data = data[2 + n:]
+        out.append((struct.unpack('>H', m[:2])[0], m[3] & 0xf, struct.unpack('>H', m[6:8])[0]))
+    return out
+c = socket.create_connection(('198.18.0.1', 53), timeout=5)
+c.sendall(q(1, 'www.example.com') + b''.join(q(10 + i, 'vm-%d.novalocal' % (i % 2 + 1)) for i in range(40)) + q(2, 'nothing.novalocal'))
+c.shutdown(socket.SHUT_WR)
+got = answers(read_all(c))
+print('pipelined', [g[0] for g in got])
+assert sorted(g[0] for g in got) == sorted([1, 2] + [10 + i for i in range(40)]), got
+assert got[-1][0] == 1, 'the forwarded answer comes last: %r' % got
+assert all(g[1] == 0 and g[2] == 1 for g in got if g[0] >= 10), got
+assert [g[1] for g in got if g[0] == 2] == [3], got
+c = socket.create_connection(('198.18.0.1', 53), timeout=5)
+c.sendall(b'\x00\x00' + q(3, 'vm-1.novalocal'))
+print('after an empty message', answers(read_all(c)))
+"#;
+    let out = s.lab.instances[0]
+        .ns
+        .command(SYSTEM_PYTHON)
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("after an empty message []"), "{text}");
+    let stats = s.stats();
+    assert_eq!(counter(&stats, "dns_tcp"), 43, "{stats}");
+    assert_eq!(
+        counter(&stats, "dns_drop.truncated"),
+        1,
+        "the empty message: {stats}"
+    );
+}
+
+#[test]
+fn tcp_connections_are_capped_and_idle_ones_closed() {
+    if !can_run_with("dnstcpcap", &[], &[]) {
+        return;
+    }
+    let mut s = dns_lab("dnstcpcap", 1, "no_resolv = true");
+    // 260 connections: 256 are served, 4 closed at once (counted); the others are closed after
+    // 10 s without a query (counted).
+    let script = r#"
+import socket, time
+conns = [socket.create_connection(('198.18.0.1', 53), timeout=5) for _ in range(260)]
+time.sleep(1)
+closed = 0
+for c in conns:
+    c.setblocking(False)
+    try:
+        if c.recv(1) == b'':
+            closed += 1
+    except BlockingIOError:
+        pass
+print('closed at once', closed)
+for c in conns:
+    c.setblocking(True)
+    c.settimeout(30)
+    try:
+        c.recv(1)
+    except OSError:
+        pass
+print('all closed')
+"#;
+    let out = s.lab.instances[0]
+        .ns
+        .command(SYSTEM_PYTHON)
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("all closed"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("closed at once 4"), "{text}");
+    let stats = s.stats();
+    assert_eq!(counter(&stats, "dns_tcp_refused"), 4, "{stats}");
+    assert_eq!(counter(&stats, "dns_tcp_idle_closed"), 256, "{stats}");
+}
+
+#[test]
 fn malformed_queries_get_formerr_or_silence_and_it_keeps_answering() {
     if !can_run_with("dnsbad", &[], &[DIG, ("scapy", "python3-scapy")]) {
         return;
@@ -468,6 +599,15 @@ for c in cases:
     assert_eq!(answers(&out).len(), 1, "still answering: {out}");
     let stats = s.stats();
     assert!(counter(&stats, "dns.formerr") >= 7, "{stats}");
+    // From an address outside the network's subnet (on the bridge all the same): silence.
+    let vm = &s.lab.instances[0];
+    vm.ns
+        .ip(&["addr", "add", "198.18.9.5/24", "dev", "eth0"])
+        .unwrap();
+    let out = dig(vm, &["+time=1", "-b", "198.18.9.5", "vm-1.novalocal"]);
+    assert!(answers(&out).is_empty(), "{out}");
+    let stats = s.stats();
+    assert_eq!(counter(&stats, "dns_drop.not_local"), 1, "{stats}");
 }
 
 #[test]

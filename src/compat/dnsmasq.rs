@@ -77,6 +77,10 @@ pub struct DnsmasqOptions {
     pub cache_size: Option<usize>,
     /// `--local-ttl`.
     pub local_ttl: Option<u32>,
+    /// `--dhcp-ttl`.
+    pub dhcp_ttl: Option<u32>,
+    /// `--log-queries`.
+    pub log_queries: bool,
     /// `--resolv-file`.
     pub resolv_file: Option<PathBuf>,
     /// `--log-facility`: a syslog facility, a file, or `-` for stderr.
@@ -179,6 +183,9 @@ const OPTIONS: &[(&str, Option<char>, Arity)] = &[
     ("local", None, Arity::Value),
     ("cache-size", Some('c'), Arity::Value),
     ("local-ttl", Some('T'), Arity::Value),
+    ("dhcp-ttl", None, Arity::Value),
+    ("log-queries", Some('q'), Arity::OptionalValue),
+    ("local-service", None, Arity::Flag),
     ("resolv-file", Some('r'), Arity::Value),
     ("domain-needed", None, Arity::Flag),
     ("bogus-priv", None, Arity::Flag),
@@ -188,8 +195,6 @@ const OPTIONS: &[(&str, Option<char>, Arity)] = &[
 const NO_EFFECT: &[(&str, Option<char>, Arity)] = &[
     ("no-ping", None, Arity::Flag),
     ("dhcp-authoritative", Some('K'), Arity::Flag),
-    ("local-service", None, Arity::Flag),
-    ("log-queries", Some('q'), Arity::Flag),
     ("dhcp-match", None, Arity::Value),
     ("dhcp-userclass", Some('j'), Arity::Value),
     ("dhcp-ignore-clid", None, Arity::Flag),
@@ -353,12 +358,21 @@ fn apply(
                     .map_err(|_| bad(format!("{:?} is not a number", v())))?,
             )
         }
-        "local-ttl" => {
-            out.local_ttl = Some(
+        "local-ttl" | "dhcp-ttl" => {
+            let ttl = Some(
                 v().parse()
                     .map_err(|_| bad(format!("{:?} is not a number of seconds", v())))?,
-            )
+            );
+            if name == "local-ttl" {
+                out.local_ttl = ttl;
+            } else {
+                out.dhcp_ttl = ttl;
+            }
         }
+        // `--log-queries=extra` adds detail in dnsmasq; netnode's line is the same either way.
+        "log-queries" => out.log_queries = true,
+        // netnode answers only clients of the bridges' own subnets, always.
+        "local-service" => {}
         "resolv-file" => out.resolv_file = Some(v().into()),
         // netnode never forwards single labels nor its own reverse zones: these are always on.
         "domain-needed" | "bogus-priv" => {}
@@ -586,6 +600,8 @@ pub fn to_config(
             strict_order: o.strict_order,
             cache_size: o.cache_size,
             local_ttl: o.local_ttl,
+            dhcp_ttl: o.dhcp_ttl,
+            log_queries: o.log_queries,
             domain_needed: Some(true),
             addn_hosts,
             client_rate: None,
@@ -749,6 +765,28 @@ mod tests {
             to_config(&o, &addrs[..2]),
             Err(ConfigError::NoInterface { .. })
         ));
+        // DNS as nova's line asks: the hosts files, the server, no resolv.conf, strict order.
+        let dns = c.dns.as_ref().unwrap();
+        assert_eq!(dns.servers, ["198.18.0.53"]);
+        assert!(dns.no_resolv && dns.strict_order && !dns.log_queries);
+        assert_eq!(
+            dns.addn_hosts,
+            [PathBuf::from("/var/lib/nova/networks/nova-br100.hosts")],
+            "--no-hosts: no /etc/hosts"
+        );
+        // The DNS options of neutron and operators act too; --port=0 turns DNS off.
+        let more = format!("{NOVA} --log-queries --dhcp-ttl=30 --local-ttl=5 --local-service --cache-size=500 --local=/internal/");
+        let c = to_config(&parse(&args(&more), &no_conf).unwrap(), &addrs).unwrap();
+        let dns = c.dns.as_ref().unwrap();
+        assert!(dns.log_queries);
+        assert_eq!(
+            (dns.dhcp_ttl, dns.local_ttl, dns.cache_size),
+            (Some(30), Some(5), Some(500))
+        );
+        assert_eq!(dns.servers, ["198.18.0.53", "/internal/"]);
+        let off = format!("{NOVA} --port=0");
+        let c = to_config(&parse(&args(&off), &no_conf).unwrap(), &addrs).unwrap();
+        assert!(c.dns.is_none());
     }
 
     #[test]

@@ -55,14 +55,13 @@ impl Cache {
         self.evict_to(capacity);
     }
 
-    /// The live entry for a key at `now`; an expired one is removed.
-    pub fn get(&mut self, key: &Key, now: Duration) -> Option<&Entry> {
-        let expired = self.entries.get(key).is_some_and(|(e, _)| e.expires <= now);
-        if expired {
-            self.entries.remove(key);
-            return None;
-        }
-        self.entries.get(key).map(|(e, _)| e)
+    /// The live entry for a key at `now`. An expired one is not answered with; it stays until
+    /// the fresh answer replaces it or it is the oldest (one hash lookup per hit).
+    pub fn get(&self, key: &Key, now: Duration) -> Option<&Entry> {
+        self.entries
+            .get(key)
+            .map(|(e, _)| e)
+            .filter(|e| e.expires > now)
     }
 
     /// Keeps a reply for `ttl` seconds (capped at [`MAX_TTL`]); a TTL of 0 keeps nothing.

@@ -35,6 +35,8 @@ pub const MAX_WAITERS: usize = 64;
 const TRACKED_CLIENTS: usize = 65_536;
 /// The largest TCP message.
 pub const TCP_LIMIT: usize = 65_535;
+/// TTL of the synthesized answer to ANY (RFC 8482): it never changes.
+const MINIMAL_ANY_TTL: u32 = 3600;
 
 /// Where an answer goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +197,11 @@ impl Engine {
         self.settings = settings;
     }
 
+    /// Whether every query is to be logged (`--log-queries`).
+    pub fn log_queries(&self) -> bool {
+        self.settings.log_queries
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -214,6 +221,7 @@ impl Engine {
         out: &mut Vec<u8>,
     ) -> Decision {
         self.stats.queries += 1;
+        self.stats.last = None;
         if matches!(rx.waiter, Waiter::Tcp { .. }) {
             self.stats.tcp += 1;
         }
@@ -232,6 +240,10 @@ impl Engine {
             // A response sent as a query: answering it could start a loop between servers.
             return Decision::Drop(DropReason::Malformed(wire::WireError::NotQuery));
         }
+        if !self.zone.serves(rx.from.ip()) {
+            // An open resolver is an amplifier: only the networks' own clients are answered.
+            return Decision::Drop(DropReason::NotLocal);
+        }
         if !self.within_rate(rx.from.ip(), now) {
             return Decision::Drop(DropReason::RateLimited);
         }
@@ -243,6 +255,14 @@ impl Engine {
             Err(_) => return self.bare(header, rcode::FORMERR, out),
         };
         let limit = rx.waiter.limit(q.udp_limit());
+        if q.edns_version > 0 {
+            // BADVERS (16): netnode speaks EDNS version 0 (RFC 6891 6.1.3).
+            self.stats.count(Outcome::BadVersion);
+            let mut a = Answer::new(out, &q, 0, 0);
+            a.opt_with_rcode(1);
+            a.finish();
+            return Decision::Reply;
+        }
         if q.qclass != wire::class::IN && q.qclass != wire::class::ANY || q.qtype == rtype::AXFR {
             self.stats.count(Outcome::Refused);
             return self.reply(&q, 0, rcode::REFUSED, limit, out, |_| {});
@@ -251,6 +271,19 @@ impl Engine {
         if let Some(d) = self.local(&q, &name, limit, out) {
             return d;
         }
+        if q.qtype == rtype::ANY {
+            // RFC 8482: one small synthesized record rather than everything an upstream has
+            // (an ANY is the amplifier's favourite query); never forwarded.
+            self.stats.count(Outcome::MinimalAny);
+            return self.reply(&q, 0, rcode::NOERROR, limit, out, |a| {
+                a.record(
+                    Section::Answer,
+                    rtype::HINFO,
+                    MINIMAL_ANY_TTL,
+                    b"\x07RFC8482\x00",
+                );
+            });
+        }
         if wire::labels(&name).count() == 1 && self.settings.domain_needed {
             self.stats.count(Outcome::DomainNeeded);
             return self.reply(&q, 0, rcode::NXDOMAIN, limit, out, |_| {});
@@ -258,10 +291,7 @@ impl Engine {
         let key: Key = (name, q.qtype, q.qclass);
         if let Some(entry) = self.cache.get(&key, now) {
             let elapsed = now.saturating_sub(entry.stored).as_secs();
-            let client = client_of(&q, rx.waiter, limit);
-            let answer = serve(entry, elapsed as u32, &client);
-            out.clear();
-            out.extend_from_slice(&answer);
+            serve(entry, elapsed as u32, &asker_of(&q, limit), out);
             self.stats.count(Outcome::CacheHit);
             if answer_is_truncated(out) {
                 self.stats.count(Outcome::Truncated);
@@ -341,33 +371,34 @@ impl Engine {
             self.stats.count(Outcome::Local);
             let want_v4 = matches!(q.qtype, rtype::A | rtype::ANY);
             let want_v6 = matches!(q.qtype, rtype::AAAA | rtype::ANY);
-            let authority = zone.authority(name);
             return Some(self.reply(q, flags::AA, rcode::NOERROR, limit, out, |a| {
                 let mut any = false;
                 if want_v4 {
                     for ip in &addrs.v4 {
-                        a.record(Section::Answer, rtype::A, ttl, &wire::a(*ip));
+                        a.record(Section::Answer, rtype::A, addrs.ttl, &wire::a(*ip));
                         any = true;
                     }
                 }
                 if want_v6 {
                     for ip in &addrs.v6 {
-                        a.record(Section::Answer, rtype::AAAA, ttl, &wire::aaaa(*ip));
+                        a.record(Section::Answer, rtype::AAAA, addrs.ttl, &wire::aaaa(*ip));
                         any = true;
                     }
                 }
-                if let (false, Some(auth)) = (any, authority) {
-                    // NODATA: the SOA tells resolvers how long to remember it (RFC 2308).
+                // NODATA: the SOA tells resolvers how long to remember it (RFC 2308).
+                if let Some(auth) = (!any).then(|| zone.authority(name)).flatten() {
                     a.record_named(Section::Authority, &auth.name, rtype::SOA, ttl, &auth.soa);
                 }
             }));
         }
         if q.qtype == rtype::PTR || q.qtype == rtype::ANY {
-            if let Some(target) = wire::reverse_address(name).and_then(|ip| zone.pointer(ip)) {
+            if let Some((target, ptr_ttl)) =
+                wire::reverse_address(name).and_then(|ip| zone.pointer(ip))
+            {
                 self.stats.count(Outcome::Local);
                 let target = target.to_vec();
                 return Some(self.reply(q, flags::AA, rcode::NOERROR, limit, out, |a| {
-                    a.record(Section::Answer, rtype::PTR, ttl, &target);
+                    a.record(Section::Answer, rtype::PTR, ptr_ttl, &target);
                 }));
             }
         }
@@ -567,9 +598,10 @@ impl Engine {
         let deliveries = p
             .waiters
             .iter()
-            .map(|c| Delivery {
-                to: c.to,
-                bytes: serve(&entry, 0, c),
+            .map(|c| {
+                let mut bytes = Vec::with_capacity(entry.message.len() + 11);
+                serve(&entry, 0, &c.asker(), &mut bytes);
+                Delivery { to: c.to, bytes }
             })
             .collect();
         if let Some(ttl) = ttl {
@@ -638,6 +670,38 @@ impl Engine {
     }
 }
 
+/// What an answer is shaped by: the asker's id, flags, question (its letter case), EDNS and
+/// size limit.
+struct Asker<'q> {
+    id: u16,
+    flags: u16,
+    question: &'q [u8],
+    edns: Option<u16>,
+    limit: usize,
+}
+
+fn asker_of<'q>(q: &Query<'q>, limit: usize) -> Asker<'q> {
+    Asker {
+        id: q.id,
+        flags: q.flags,
+        question: q.question,
+        edns: q.edns,
+        limit,
+    }
+}
+
+impl Client {
+    fn asker(&self) -> Asker<'_> {
+        Asker {
+            id: self.id,
+            flags: self.flags,
+            question: &self.question,
+            edns: self.edns,
+            limit: self.limit,
+        }
+    }
+}
+
 fn client_of(q: &Query<'_>, to: Waiter, limit: usize) -> Client {
     Client {
         to,
@@ -684,8 +748,8 @@ fn cache_ttl(facts: &wire::ReplyFacts, code: u8) -> Option<u32> {
 /// A kept (or just received) reply made into the answer to one client: its id, its question's
 /// letter case, its RD and CD, netnode's flags, TTLs counted down by `elapsed`, an OPT record
 /// if it sent one; TC with no records when it does not fit.
-fn serve(entry: &Entry, elapsed: u32, c: &Client) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entry.message.len() + 11);
+fn serve(entry: &Entry, elapsed: u32, c: &Asker<'_>, out: &mut Vec<u8>) {
+    out.clear();
     out.extend_from_slice(&entry.message);
     let upstream_flags = u16::from_be_bytes([*out.get(2).unwrap_or(&0), *out.get(3).unwrap_or(&0)]);
     // Not authoritative (it was forwarded); the upstream's TC and rcode stand.
@@ -699,7 +763,7 @@ fn serve(entry: &Entry, elapsed: u32, c: &Client) -> Vec<u8> {
     }
     if let Some(q) = out.get_mut(wire::HEADER_LEN..entry.question_end) {
         if q.len() == c.question.len() {
-            q.copy_from_slice(&c.question);
+            q.copy_from_slice(c.question);
         }
     }
     for &at in entry.ttl_offsets.iter() {
@@ -709,7 +773,7 @@ fn serve(entry: &Entry, elapsed: u32, c: &Client) -> Vec<u8> {
         }
     }
     if c.edns.is_some() {
-        append_opt(&mut out);
+        append_opt(out);
     }
     if out.len() > c.limit {
         out.truncate(entry.question_end.min(out.len()));
@@ -719,10 +783,9 @@ fn serve(entry: &Entry, elapsed: u32, c: &Client) -> Vec<u8> {
             h[2..].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         }
         if c.edns.is_some() {
-            append_opt(&mut out);
+            append_opt(out);
         }
     }
-    out
 }
 
 /// Appends netnode's OPT record and counts it.

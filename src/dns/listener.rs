@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,12 +22,13 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
 use super::engine::{
     Decision, Delivery, Engine, Forward, Resolution, RxMeta, Waiter, TCP_LIMIT, UPSTREAM_TIMEOUT,
 };
 use super::stats::Stats;
+use super::wire;
 use crate::dhcp::batch::{nothing_received, RecvBatch, SendBatch};
 use crate::ratelimit::LogLimiter;
 
@@ -36,8 +38,8 @@ const BATCH: usize = 64;
 pub const MAX_TCP: usize = 256;
 /// A TCP connection with no query for this long is closed.
 pub const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Most queries on one TCP connection.
-const TCP_QUERIES: usize = 1000;
+/// Queries of one TCP connection waiting for an upstream at once.
+const TCP_PIPELINE: usize = 32;
 
 /// Opens a listening UDP socket on `addr`, bound to `bridge`. The address need not be on the
 /// bridge yet (IP_FREEBIND): it serves once it is. No SO_REUSEADDR: a port another process
@@ -49,6 +51,7 @@ pub fn bind_udp(bridge: &str, addr: SocketAddr) -> io::Result<std::net::UdpSocke
     }
     s.bind_device(Some(bridge.as_bytes()))?;
     free_bind(&s, addr)?;
+    dont_fragment(&s, addr)?;
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &(4 << 20));
     let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::SndBufForce, &(4 << 20));
@@ -72,6 +75,40 @@ pub fn bind_tcp(bridge: &str, addr: SocketAddr) -> io::Result<std::net::TcpListe
     Ok(s.into())
 }
 
+/// DF on every answer whatever the path MTU cache says. Answers fit in 1,280 bytes (the EDNS
+/// payload is capped at 1,232), so none is ever fragmented, and a forged ICMP "fragmentation
+/// needed" cannot make netnode fragment one (the DNS flag day 2020 advice). It also spares the
+/// kernel choosing an IPv4 id per datagram.
+fn dont_fragment(s: &Socket, addr: SocketAddr) -> io::Result<()> {
+    let (level, name, value) = match addr {
+        SocketAddr::V4(_) => (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        ),
+        SocketAddr::V6(_) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        ),
+    };
+    // SAFETY: an open socket, and an int option passed with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Lets the socket bind an address the bridge does not hold yet (dnsmasq's `--bind-dynamic`).
 fn free_bind(s: &Socket, addr: SocketAddr) -> io::Result<()> {
     match addr {
@@ -87,9 +124,12 @@ pub struct Shell {
     /// UDP sockets by id (`Waiter::Udp::socket`); a closed one leaves `None`.
     sockets: RefCell<Vec<Option<Rc<UdpSocket>>>>,
     /// TCP connections waiting for an answer, by connection id.
-    tcp_waiters: RefCell<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    tcp_waiters: RefCell<HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>>,
     next_conn: Cell<u64>,
     tcp_open: Cell<usize>,
+    /// Counted here, published with the engine's counters.
+    tcp_refused: Cell<u64>,
+    tcp_idle_closed: Cell<u64>,
     /// Where the counters are published for the service's reports.
     pub stats: Arc<Mutex<Stats>>,
     limiter: RefCell<LogLimiter>,
@@ -105,6 +145,8 @@ impl Shell {
             tcp_waiters: RefCell::new(HashMap::new()),
             next_conn: Cell::new(1),
             tcp_open: Cell::new(0),
+            tcp_refused: Cell::new(0),
+            tcp_idle_closed: Cell::new(0),
             stats,
             limiter: RefCell::new(LogLimiter::new(Duration::from_secs(1))),
         })
@@ -121,7 +163,9 @@ impl Shell {
 
     /// Publishes the engine's counters.
     pub fn publish(&self) {
-        let s = *self.engine.borrow().stats();
+        let mut s = *self.engine.borrow().stats();
+        s.tcp_refused = self.tcp_refused.get();
+        s.tcp_idle_closed = self.tcp_idle_closed.get();
         *self.stats.lock().unwrap_or_else(|p| p.into_inner()) = s;
     }
 
@@ -276,8 +320,15 @@ pub async fn serve_udp(shell: Rc<Shell>, id: u32, sock: Rc<UdpSocket>) {
 async fn serve_udp_batched(shell: Rc<Shell>, id: u32, sock: Rc<UdpSocket>) {
     let mut batch = RecvBatch::new(BATCH);
     let mut sender = SendBatch::new(BATCH);
-    let mut replies: Vec<(SocketAddrV4, Vec<u8>)> = Vec::with_capacity(BATCH);
-    let mut out = Vec::with_capacity(512);
+    // One answer buffer per datagram of a batch, kept from batch to batch.
+    let mut answers: Vec<(SocketAddrV4, Vec<u8>)> = (0..BATCH)
+        .map(|_| {
+            (
+                SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
+                Vec::with_capacity(512),
+            )
+        })
+        .collect();
     loop {
         if let Err(e) = sock.readable().await {
             shell.warn("recv", "dns socket failed", &e);
@@ -293,9 +344,13 @@ async fn serve_udp_batched(shell: Rc<Shell>, id: u32, sock: Rc<UdpSocket>) {
                 }
             }
             let now = shell.now();
+            let mut ready = 0;
             {
                 let mut engine = shell.engine.borrow_mut();
                 for (bytes, rx) in batch.iter() {
+                    let Some((to, out)) = answers.get_mut(ready) else {
+                        break;
+                    };
                     if rx.truncated {
                         continue;
                     }
@@ -307,8 +362,15 @@ async fn serve_udp_batched(shell: Rc<Shell>, id: u32, sock: Rc<UdpSocket>) {
                             addr: from,
                         },
                     };
-                    match engine.handle(meta, bytes, now, &mut out) {
-                        Decision::Reply => replies.push((rx.from, out.clone())),
+                    let decision = engine.handle(meta, bytes, now, out);
+                    if engine.log_queries() {
+                        log_query(&engine, from, bytes, &decision);
+                    }
+                    match decision {
+                        Decision::Reply => {
+                            *to = rx.from;
+                            ready += 1;
+                        }
                         Decision::Forward(f) => {
                             // Runs once this batch is done and the engine is free again.
                             tokio::task::spawn_local(upstream(shell.clone(), f));
@@ -317,12 +379,14 @@ async fn serve_udp_batched(shell: Rc<Shell>, id: u32, sock: Rc<UdpSocket>) {
                     }
                 }
             }
-            let datagrams: Vec<(SocketAddrV4, &[u8])> =
-                replies.iter().map(|(a, b)| (*a, b.as_slice())).collect();
+            let datagrams: Vec<(SocketAddrV4, &[u8])> = answers
+                .iter()
+                .take(ready)
+                .map(|(a, b)| (*a, b.as_slice()))
+                .collect();
             for (_, e) in sender.send(&*sock, &datagrams) {
                 shell.warn("send", "dns send failed", &e);
             }
-            replies.clear();
             shell.publish();
         }
     }
@@ -353,6 +417,12 @@ async fn serve_udp_single(shell: Rc<Shell>, id: u32, sock: Rc<UdpSocket>) {
                 .engine
                 .borrow_mut()
                 .handle(meta, buf.get(..n).unwrap_or(&[]), now, &mut out);
+        {
+            let engine = shell.engine.borrow();
+            if engine.log_queries() {
+                log_query(&engine, from, buf.get(..n).unwrap_or(&[]), &decision);
+            }
+        }
         match decision {
             Decision::Reply => {
                 if let Err(e) = sock.try_send_to(&out, from) {
@@ -378,7 +448,10 @@ pub async fn serve_tcp(shell: Rc<Shell>, listener: TcpListener) {
             }
         };
         if shell.tcp_open.get() >= MAX_TCP {
-            continue; // dropped: closed at once
+            // Dropped: closed at once.
+            shell.tcp_refused.set(shell.tcp_refused.get() + 1);
+            shell.publish();
+            continue;
         }
         shell.tcp_open.set(shell.tcp_open.get() + 1);
         let shell = shell.clone();
@@ -389,46 +462,116 @@ pub async fn serve_tcp(shell: Rc<Shell>, listener: TcpListener) {
     }
 }
 
-/// One TCP connection: queries one after another, each answered before the next is read.
+/// One TCP connection (RFC 7766): every whole query read is handled at once and local answers
+/// are written together; forwarded ones are written when they come, in any order. At most
+/// [`TCP_PIPELINE`] wait for upstreams; more are not read until one is answered. A query
+/// dropped (rate, malformed) closes the connection once the waiting ones are answered.
 async fn tcp_connection(shell: &Rc<Shell>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let mut inbuf: Vec<u8> = Vec::with_capacity(4096);
+    let mut outbuf: Vec<u8> = Vec::with_capacity(4096);
     let mut out = Vec::with_capacity(512);
-    for _ in 0..TCP_QUERIES {
-        let Ok(Ok(query)) = tokio::time::timeout(TCP_IDLE, read_message(&mut stream)).await else {
-            return;
-        };
-        let conn = shell.next_conn.get();
-        shell.next_conn.set(conn + 1);
-        let meta = RxMeta {
-            from: peer,
-            waiter: Waiter::Tcp { conn },
-        };
-        let now = shell.now();
-        let decision = shell
-            .engine
-            .borrow_mut()
-            .handle(meta, &query, now, &mut out);
-        let answer = match decision {
-            Decision::Reply => Some(out.clone()),
-            Decision::Forward(_) | Decision::Wait => {
-                let (tx, rx) = oneshot::channel();
-                shell.tcp_waiters.borrow_mut().insert(conn, tx);
-                if let Decision::Forward(f) = decision {
-                    shell.forward(f);
+    let mut waiting = 0usize;
+    let mut reading = true;
+    loop {
+        let mut used = 0;
+        while reading && waiting < TCP_PIPELINE {
+            let Some(&[hi, lo]) = inbuf.get(used..used + 2) else {
+                break;
+            };
+            let len = usize::from(u16::from_be_bytes([hi, lo]));
+            let Some(query) = inbuf.get(used + 2..used + 2 + len) else {
+                break;
+            };
+            let conn = shell.next_conn.get();
+            shell.next_conn.set(conn + 1);
+            let meta = RxMeta {
+                from: peer,
+                waiter: Waiter::Tcp { conn },
+            };
+            let now = shell.now();
+            let decision = shell.engine.borrow_mut().handle(meta, query, now, &mut out);
+            {
+                let engine = shell.engine.borrow();
+                if engine.log_queries() {
+                    log_query(&engine, peer, query, &decision);
                 }
-                let got = rx.await.ok();
-                shell.tcp_waiters.borrow_mut().remove(&conn);
-                got
             }
-            Decision::Drop(_) => None,
-        };
+            used += 2 + len;
+            match decision {
+                Decision::Reply => frame(&mut outbuf, &out),
+                Decision::Forward(_) | Decision::Wait => {
+                    shell.tcp_waiters.borrow_mut().insert(conn, tx.clone());
+                    waiting += 1;
+                    if let Decision::Forward(f) = decision {
+                        shell.forward(f);
+                    }
+                }
+                Decision::Drop(_) => reading = false,
+            }
+        }
+        inbuf.drain(..used);
         shell.publish();
-        let Some(answer) = answer else { return };
-        let len = answer.len().min(TCP_LIMIT) as u16;
-        let mut msg = len.to_be_bytes().to_vec();
-        msg.extend_from_slice(answer.get(..usize::from(len)).unwrap_or(&answer));
-        if stream.write_all(&msg).await.is_err() {
+        if !outbuf.is_empty() {
+            if wr.write_all(&outbuf).await.is_err() {
+                return;
+            }
+            outbuf.clear();
+        }
+        if !reading && waiting == 0 {
             return;
         }
+        inbuf.reserve(4096);
+        tokio::select! {
+            got = tokio::time::timeout(TCP_IDLE, rd.read_buf(&mut inbuf)), if reading && waiting < TCP_PIPELINE => {
+                match got {
+                    // The client is done sending (or gone): answer what waits, then close.
+                    Ok(Ok(0)) | Ok(Err(_)) => reading = false,
+                    Ok(Ok(_)) => {}
+                    Err(_) if waiting == 0 => {
+                        shell.tcp_idle_closed.set(shell.tcp_idle_closed.get() + 1);
+                        shell.publish();
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+            Some(answer) = rx.recv(), if waiting > 0 => {
+                waiting -= 1;
+                frame(&mut outbuf, &answer);
+            }
+            else => return,
+        }
     }
+}
+
+/// `--log-queries`: a line per query, what it asked and what became of it (dnsmasq writes
+/// `query[A] name from ip` and then a line of what it did).
+fn log_query(engine: &Engine, from: SocketAddr, bytes: &[u8], decision: &Decision) {
+    let (qtype, name) = match wire::parse_query(bytes) {
+        Ok(q) => (
+            hickory_proto::rr::RecordType::from(q.qtype).to_string(),
+            wire::name_text(q.qname),
+        ),
+        Err(_) => ("?".to_string(), "?".to_string()),
+    };
+    let what = match decision {
+        Decision::Forward(f) => format!("forwarded to {}", f.server),
+        Decision::Drop(r) => format!("dropped ({})", r.kind().name()),
+        Decision::Reply | Decision::Wait => engine
+            .stats()
+            .last
+            .map_or("answered", |o| o.name())
+            .to_string(),
+    };
+    tracing::info!("query[{qtype}] {name} from {}: {what}", from.ip());
+}
+
+/// Appends a DNS message with its TCP length prefix (cut to what the prefix can say).
+fn frame(outbuf: &mut Vec<u8>, answer: &[u8]) {
+    let answer = answer.get(..TCP_LIMIT).unwrap_or(answer);
+    outbuf.extend_from_slice(&(answer.len() as u16).to_be_bytes());
+    outbuf.extend_from_slice(answer);
 }

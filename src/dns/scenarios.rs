@@ -9,7 +9,7 @@ use std::time::Duration;
 use hickory_proto::op::Message;
 
 use super::engine::{Decision, Engine, Forward, RxMeta, Waiter, MAX_FORWARDS, TCP_LIMIT};
-use super::stats::{DropKind, Outcome};
+use super::stats::{DropKind, DropReason, Outcome};
 use super::wire::{self, class, rcode, rtype, Answer, Section};
 use super::zone::Zone;
 use crate::table::{build, config::ConfigFile, Table};
@@ -164,6 +164,37 @@ fn instance_names_are_answered_with_authority_ttl_0_and_the_clients_case() {
     ));
     assert_eq!(m.answers[0].data.to_string(), "vm-1.novalocal.");
     assert_eq!(sim.engine.stats().outcome(Outcome::Local), 4);
+}
+
+#[test]
+fn bindings_take_the_dhcp_ttl_and_hosts_files_the_local_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("addn");
+    std::fs::write(&hosts, "198.18.0.50 db.novalocal db\n").unwrap();
+    let text = CONFIG.replace(
+        "[dns]\n",
+        &format!(
+            "[dns]\nlocal_ttl = 5\ndhcp_ttl = 60\naddn_hosts = [{:?}]\n",
+            hosts
+        ),
+    );
+    let mut sim = Sim::new(&text);
+    let m = sim.answer(&query(1, "vm-1.novalocal", rtype::A, false));
+    assert_eq!(ttls(&m), [60]);
+    let m = sim.answer(&query(2, "10.0.18.198.in-addr.arpa", rtype::PTR, false));
+    assert_eq!(ttls(&m), [60]);
+    let m = sim.answer(&query(3, "db", rtype::A, false));
+    assert_eq!(ttls(&m), [5]);
+    let m = sim.answer(&query(4, "50.0.18.198.in-addr.arpa", rtype::PTR, false));
+    assert_eq!(m.answers[0].data.to_string(), "db.novalocal.");
+    assert_eq!(ttls(&m), [5]);
+    // A negative answer is remembered for local_ttl (the SOA minimum and its own TTL).
+    let m = sim.answer(&query(5, "nobody.novalocal", rtype::A, false));
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain
+    );
+    assert_eq!(m.authorities[0].ttl, 5);
 }
 
 #[test]
@@ -493,4 +524,42 @@ fn a_client_over_its_rate_is_dropped_and_others_are_answered() {
     assert_eq!(d, Decision::Reply);
     sim.now += Duration::from_secs(1);
     assert_eq!(sim.ask(&q).0, Decision::Reply, "a new second");
+}
+
+#[test]
+fn only_clients_of_the_networks_are_answered() {
+    // dnsmasq's --local-service, always: an open resolver would be an amplifier.
+    let mut sim = Sim::new(CONFIG);
+    let q = query(1, "vm-1.novalocal", rtype::A, false);
+    for from in ["198.19.0.5:53", "[fd00:9::5]:53"] {
+        let (d, _) = sim.ask_from(from, udp(from), &q);
+        assert_eq!(d, Decision::Drop(DropReason::NotLocal), "{from}");
+    }
+    for from in ["198.18.0.200:53", "[fd00:1::5]:53", "[fe80::1]:53"] {
+        let (d, _) = sim.ask_from(from, udp(from), &q);
+        assert_eq!(d, Decision::Reply, "{from}");
+    }
+    assert_eq!(sim.engine.stats().dropped(DropKind::NotLocal), 2);
+}
+
+#[test]
+fn edns_versions_above_0_get_badvers_and_any_gets_a_minimal_answer() {
+    let mut sim = Sim::new(CONFIG);
+    let mut q = query(1, "vm-1.novalocal", rtype::A, true);
+    let version = q.len() - 5;
+    q[version] = 1;
+    let m = sim.answer(&q);
+    // 16 is BADVERS (hickory names it BADSIG, which shares the code).
+    assert_eq!(u16::from(m.metadata.response_code), 16);
+    assert!(m.answers.is_empty());
+    assert_eq!(m.edns.as_ref().map(|e| e.version()), Some(0));
+    assert_eq!(sim.engine.stats().outcome(Outcome::BadVersion), 1);
+    // ANY: a known name's addresses; anyone else's, one HINFO and nothing forwarded.
+    let m = sim.answer(&query(2, "vm-1.novalocal", rtype::ANY, false));
+    assert_eq!(m.answers.len(), 2, "A and AAAA");
+    let m = sim.answer(&query(3, "www.example.com", rtype::ANY, false));
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(u16::from(m.answers[0].record_type()), rtype::HINFO);
+    assert_eq!(m.answers[0].data.to_string(), "RFC8482 ");
+    assert_eq!(sim.engine.forwards(), 0);
 }

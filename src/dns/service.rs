@@ -158,15 +158,10 @@ struct State {
 }
 
 fn settings_of(table: &Table) -> Arc<DnsSettings> {
+    // No DNS: nothing listens; the engine holds settings that forward nothing.
     Arc::new(table.dns.clone().unwrap_or_else(|| DnsSettings {
-        port: 0,
-        upstreams: Vec::new(),
-        strict_order: false,
-        cache_size: 0,
-        local_ttl: 0,
         domain_needed: true,
-        hosts: Vec::new(),
-        client_rate: 0,
+        ..DnsSettings::default()
     }))
 }
 

@@ -28,6 +28,10 @@ crate::counter_enum! {
         FormErr => "formerr",
         /// Over UDP, too large: answered with TC set.
         Truncated => "truncated",
+        /// EDNS version above 0: BADVERS.
+        BadVersion => "badvers",
+        /// ANY of a name not netnode's: the synthesized HINFO of RFC 8482.
+        MinimalAny => "minimal_any",
     }
 }
 
@@ -40,6 +44,8 @@ crate::counter_enum! {
         NotQuery => "not_query",
         /// The client sent more than its share this second.
         RateLimited => "rate_limited",
+        /// The client is not on any network's subnet (dnsmasq's `--local-service`).
+        NotLocal => "not_local",
         /// Too many queries already upstream.
         TooManyForwards => "too_many_forwards",
         /// An upstream reply from the wrong address, id or question.
@@ -58,6 +64,8 @@ pub enum DropReason {
     Malformed(WireError),
     /// The client is over its rate.
     RateLimited,
+    /// The client is not on a served subnet.
+    NotLocal,
     /// The forward table is full.
     TooManyForwards,
 }
@@ -69,6 +77,7 @@ impl DropReason {
             DropReason::Malformed(WireError::NotQuery) => DropKind::NotQuery,
             DropReason::Malformed(_) => DropKind::Truncated,
             DropReason::RateLimited => DropKind::RateLimited,
+            DropReason::NotLocal => DropKind::NotLocal,
             DropReason::TooManyForwards => DropKind::TooManyForwards,
         }
     }
@@ -87,12 +96,19 @@ pub struct Stats {
     pub drops: [u64; DropKind::COUNT],
     /// Upstream queries that timed out.
     pub upstream_timeouts: u64,
+    /// TCP connections closed at once: as many as allowed were open.
+    pub tcp_refused: u64,
+    /// TCP connections closed after a while with no query.
+    pub tcp_idle_closed: u64,
+    /// The outcome counted last (what `--log-queries` says about a query).
+    pub last: Option<Outcome>,
 }
 
 impl Stats {
     /// Counts an outcome.
     pub fn count(&mut self, o: Outcome) {
         self.outcomes[o as usize] += 1;
+        self.last = Some(o);
     }
 
     /// Counts a drop.
@@ -118,6 +134,8 @@ impl Counters for Stats {
         add_arrays(&mut self.outcomes, &o.outcomes);
         add_arrays(&mut self.drops, &o.drops);
         self.upstream_timeouts += o.upstream_timeouts;
+        self.tcp_refused += o.tcp_refused;
+        self.tcp_idle_closed += o.tcp_idle_closed;
     }
 
     fn report(&self, bridge: Option<&Arc<str>>, out: &mut Report) {
@@ -135,5 +153,7 @@ impl Counters for Stats {
             bridge,
             self.upstream_timeouts,
         );
+        out.push("dns_tcp_refused", None, bridge, self.tcp_refused);
+        out.push("dns_tcp_idle_closed", None, bridge, self.tcp_idle_closed);
     }
 }

@@ -40,8 +40,10 @@ pub mod rtype {
     pub const OPT: u16 = 41;
     /// Zone transfer (refused).
     pub const AXFR: u16 = 252;
-    /// Everything (answered with what the name has).
+    /// Everything: what netnode's own names have, else the synthesized HINFO (RFC 8482).
     pub const ANY: u16 = 255;
+    /// Host information: the synthesized answer to ANY (RFC 8482).
+    pub const HINFO: u16 = 13;
 }
 
 /// Classes.
@@ -137,6 +139,8 @@ pub struct Query<'a> {
     pub edns: Option<u16>,
     /// The EDNS DO bit.
     pub dnssec_ok: bool,
+    /// The EDNS version asked for (0 without EDNS).
+    pub edns_version: u8,
 }
 
 impl Query<'_> {
@@ -220,7 +224,7 @@ pub fn parse_query(bytes: &[u8]) -> Result<Query<'_>, WireError> {
     let qtype = u16_at(bytes, name_end).ok_or(WireError::Truncated)?;
     let qclass = u16_at(bytes, name_end + 2).ok_or(WireError::Truncated)?;
     let question_end = name_end + 4;
-    let (mut edns, mut dnssec_ok) = (None, false);
+    let (mut edns, mut dnssec_ok, mut edns_version) = (None, false, 0);
     if h.arcount == 1 {
         // One OPT record with the root name: 0, type 41, class = payload size, TTL = extended
         // rcode, version, DO and flags, then RDLENGTH and its options.
@@ -236,6 +240,7 @@ pub fn parse_query(bytes: &[u8]) -> Result<Query<'_>, WireError> {
         }
         edns = Some(size);
         dnssec_ok = ttl & 0x8000 != 0;
+        edns_version = (ttl >> 16) as u8;
     } else if question_end != bytes.len() {
         return Err(WireError::BadSections);
     }
@@ -252,6 +257,7 @@ pub fn parse_query(bytes: &[u8]) -> Result<Query<'_>, WireError> {
             .ok_or(WireError::Truncated)?,
         edns,
         dnssec_ok,
+        edns_version,
     })
 }
 
@@ -383,10 +389,16 @@ impl<'o> Answer<'o> {
 
     /// An EDNS OPT record announcing netnode's payload size (when the query had one).
     pub fn opt(&mut self) {
+        self.opt_with_rcode(0);
+    }
+
+    /// An OPT record carrying the upper 8 bits of a 12-bit rcode (BADVERS is 16: 1 here, 0 in
+    /// the header), version 0.
+    pub fn opt_with_rcode(&mut self, upper: u8) {
         self.out.push(0);
         self.out.extend_from_slice(&rtype::OPT.to_be_bytes());
         self.out.extend_from_slice(&EDNS_UDP.to_be_bytes());
-        self.out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        self.out.extend_from_slice(&[upper, 0, 0, 0, 0, 0]);
         self.counts[Section::Additional as usize] += 1;
     }
 

@@ -4,10 +4,11 @@
 //! and the zones netnode is the authority for: each instance domain and the reverse zones of
 //! the fixed ranges.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use foldhash::HashMap;
 use ipnetwork::IpNetwork;
+use smallvec::SmallVec;
 
 use super::wire::{self, encode_name};
 use crate::table::{ipv6, Table};
@@ -15,10 +16,12 @@ use crate::table::{ipv6, Table};
 /// The addresses of one name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Addresses {
-    /// A records.
-    pub v4: Vec<Ipv4Addr>,
+    /// A records (one, for nearly every name: kept inline, no pointer to follow).
+    pub v4: SmallVec<[Ipv4Addr; 1]>,
     /// AAAA records.
-    pub v6: Vec<Ipv6Addr>,
+    pub v6: SmallVec<[Ipv6Addr; 1]>,
+    /// Their TTL: `dhcp_ttl` for a binding's name, `local_ttl` for a hosts file's.
+    pub ttl: u32,
 }
 
 /// A zone netnode answers with authority: names in it that it does not know are NXDOMAIN, and
@@ -36,8 +39,9 @@ pub struct Authority {
 /// Everything answered locally.
 #[derive(Debug, Clone, Default)]
 pub struct Zone {
-    names: HashMap<Vec<u8>, Addresses>,
-    reverse: HashMap<IpAddr, Vec<u8>>,
+    // A fast hash: the keys are netnode's own names, so a query cannot lengthen a probe.
+    names: HashMap<Box<[u8]>, Addresses>,
+    reverse: HashMap<IpAddr, (Vec<u8>, u32)>,
     authorities: Vec<Authority>,
     /// The fixed ranges (their reverse names are answered locally).
     ranges: Vec<IpNetwork>,
@@ -47,8 +51,8 @@ pub struct Zone {
 
 /// The SOA serial: changes whenever the names do (a hash of them), so a resolver that cached
 /// the old zone sees it changed.
-fn serial(names: &HashMap<Vec<u8>, Addresses>) -> u32 {
-    let mut keys: Vec<&Vec<u8>> = names.keys().collect();
+fn serial(names: &HashMap<Box<[u8]>, Addresses>) -> u32 {
+    let mut keys: Vec<&Box<[u8]>> = names.keys().collect();
     keys.sort();
     let mut h: u32 = 2_166_136_261;
     for k in keys {
@@ -102,9 +106,9 @@ impl Zone {
                 let canonical = fqdn.as_deref().unwrap_or(host);
                 let addresses = std::iter::once(IpAddr::from(b.ip)).chain(v6.map(IpAddr::from));
                 for ip in addresses {
-                    zone.add(canonical, ip, true);
+                    zone.add(canonical, ip, true, dns.dhcp_ttl);
                     if fqdn.is_some() {
-                        zone.add(host, ip, false);
+                        zone.add(host, ip, false, dns.dhcp_ttl);
                     }
                 }
                 if let Some(d) = domain {
@@ -121,7 +125,7 @@ impl Zone {
         }
         for h in &dns.hosts {
             for (i, name) in h.names.iter().enumerate() {
-                zone.add(name, h.ip, i == 0);
+                zone.add(name, h.ip, i == 0, dns.local_ttl);
             }
         }
         let serial = serial(&zone.names);
@@ -148,16 +152,23 @@ impl Zone {
         zone
     }
 
-    fn add(&mut self, name: &str, ip: IpAddr, reverse: bool) {
+    /// A name's address (the first TTL given for a name stands: bindings come first).
+    fn add(&mut self, name: &str, ip: IpAddr, reverse: bool, ttl: u32) {
         let Some(key) = encode_name(name) else { return };
-        let entry = self.names.entry(key.clone()).or_default();
+        let entry = self
+            .names
+            .entry(key.clone().into_boxed_slice())
+            .or_insert_with(|| Addresses {
+                ttl,
+                ..Addresses::default()
+            });
         match ip {
             IpAddr::V4(a) if !entry.v4.contains(&a) => entry.v4.push(a),
             IpAddr::V6(a) if !entry.v6.contains(&a) => entry.v6.push(a),
             _ => {}
         }
         if reverse {
-            self.reverse.entry(ip).or_insert(key);
+            self.reverse.entry(ip).or_insert((key, ttl));
         }
     }
 
@@ -167,8 +178,10 @@ impl Zone {
     }
 
     /// The name an address points back to.
-    pub fn pointer(&self, ip: IpAddr) -> Option<&[u8]> {
-        self.reverse.get(&ip).map(Vec::as_slice)
+    pub fn pointer(&self, ip: IpAddr) -> Option<(&[u8], u32)> {
+        self.reverse
+            .get(&ip)
+            .map(|(name, ttl)| (name.as_slice(), *ttl))
     }
 
     /// The zone a name falls in, if netnode is its authority (the longest match).
@@ -177,6 +190,13 @@ impl Zone {
             .iter()
             .filter(|a| wire::in_zone(name, &a.name))
             .max_by_key(|a| a.name.len())
+    }
+
+    /// Whether a client at `ip` is one netnode answers: an address of a network's range (or an
+    /// IPv6 link-local one, which only reaches netnode from the bridge itself).
+    pub fn serves(&self, ip: IpAddr) -> bool {
+        let link_local = matches!(ip, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+        link_local || self.ranges.iter().any(|r| r.contains(ip))
     }
 
     /// How many names it holds.
@@ -240,14 +260,17 @@ mod tests {
         let want_v6: Ipv6Addr = "fd00:1::f816:3eff:fe00:1".parse().unwrap();
         for name in ["vm-1", "vm-1.novalocal"] {
             let a = z.lookup(&n(name)).unwrap();
-            assert_eq!(a.v4, [Ipv4Addr::new(198, 18, 0, 10)]);
-            assert_eq!(a.v6, [want_v6]);
+            assert_eq!(a.v4.as_slice(), [Ipv4Addr::new(198, 18, 0, 10)]);
+            assert_eq!(a.v6.as_slice(), [want_v6]);
         }
         assert_eq!(
             z.pointer("198.18.0.10".parse().unwrap()),
-            Some(&n("vm-1.novalocal")[..])
+            Some((&n("vm-1.novalocal")[..], 0))
         );
-        assert_eq!(z.pointer(want_v6.into()), Some(&n("vm-1.novalocal")[..]));
+        assert_eq!(
+            z.pointer(want_v6.into()),
+            Some((&n("vm-1.novalocal")[..], 0))
+        );
         assert_eq!(
             z.authority(&n("nope.novalocal")).unwrap().name,
             n("novalocal")

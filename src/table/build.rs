@@ -275,6 +275,8 @@ fn dns_settings(
         strict_order: d.strict_order,
         cache_size: d.cache_size.unwrap_or(dns::DEFAULT_CACHE),
         local_ttl: d.local_ttl.unwrap_or(0),
+        dhcp_ttl: d.dhcp_ttl.or(d.local_ttl).unwrap_or(0),
+        log_queries: d.log_queries,
         domain_needed: d.domain_needed.unwrap_or(true),
         hosts,
         client_rate: d.client_rate.unwrap_or(dns::DEFAULT_CLIENT_RATE),

@@ -36,8 +36,14 @@ pub struct DnsConfig {
     pub strict_order: bool,
     /// Names cached (0: no cache).
     pub cache_size: Option<usize>,
-    /// TTL of netnode's own answers (instance names), seconds (default 0, as dnsmasq).
+    /// TTL of netnode's own answers (hosts-file names, negative answers), seconds (default 0,
+    /// as dnsmasq).
     pub local_ttl: Option<u32>,
+    /// TTL of the bindings' names (dnsmasq's `--dhcp-ttl`; default `local_ttl`).
+    pub dhcp_ttl: Option<u32>,
+    /// Log every query and what was done with it (dnsmasq's `--log-queries`).
+    #[serde(default)]
+    pub log_queries: bool,
     /// Do not forward single-label names (default true).
     pub domain_needed: Option<bool>,
     /// More hosts files (`<ip> <name> [aliases]` per line), as dnsmasq's `--addn-hosts`.
@@ -70,7 +76,7 @@ pub struct HostRecord {
 }
 
 /// What the DNS service serves; present when DNS is on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DnsSettings {
     /// The port on every network's server address.
     pub port: u16,
@@ -82,6 +88,10 @@ pub struct DnsSettings {
     pub cache_size: usize,
     /// TTL of local answers.
     pub local_ttl: u32,
+    /// TTL of the bindings' names.
+    pub dhcp_ttl: u32,
+    /// Log every query.
+    pub log_queries: bool,
     /// Single-label names are never forwarded.
     pub domain_needed: bool,
     /// Extra names (`--addn-hosts`, `/etc/hosts` where read).
