@@ -540,6 +540,92 @@ print('all closed')
 }
 
 #[test]
+fn a_bridge_deleted_and_created_again_answers_dns_again() {
+    if !can_run_with("dnsrecreate", &[], &[DIG]) {
+        return;
+    }
+    let mut s = dns_lab("dnsrecreate", 1, "no_resolv = true");
+    let vm = &s.lab.instances[0];
+    assert_eq!(answers(&dig(vm, &["vm-1.novalocal"])).len(), 1);
+    let listening = s
+        .daemon
+        .log_text()
+        .matches("dns listening on the address")
+        .count();
+    let srv = &s.lab.server;
+    srv.ip(&["link", "del", "br100"]).unwrap();
+    s.daemon
+        .wait_for_log(
+            "DNS serves it again once it is back",
+            1,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    srv.ip(&["link", "add", "br100", "type", "bridge"]).unwrap();
+    srv.ip(&["addr", "add", "198.18.0.1/24", "dev", "br100"])
+        .unwrap();
+    srv.ip(&["link", "set", "br100", "up"]).unwrap();
+    srv.ip(&["link", "set", &vm.port, "master", "br100"])
+        .unwrap();
+    s.daemon
+        .wait_for_log(
+            "dns listening on the address",
+            listening + 1,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    let out = dig(vm, &["vm-1.novalocal"]);
+    assert_eq!(answers(&out).len(), 1, "{out}\n{}", s.daemon.log_text());
+}
+
+#[test]
+fn reloads_under_load_drop_no_query() {
+    if !can_run_with("dnshup", &[], &[("dnsperf", "dnsperf")]) {
+        return;
+    }
+    // client_rate = 0: dnsperf asks from one address, faster than a guest's share.
+    let mut s = dns_lab("dnshup", 2, "no_resolv = true\nclient_rate = 0");
+    let data = s.lab.dir.join("queries.txt");
+    fs::write(&data, "vm-1.novalocal A\nvm-2 AAAA\nnope.novalocal A\n").unwrap();
+    let perf = s.lab.instances[0]
+        .ns
+        .command("dnsperf")
+        .args(["-s", "198.18.0.1", "-l", "3", "-c", "4", "-q", "20", "-d"])
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A reload every 50 ms while dnsperf asks (each one swaps the zone and empties the cache).
+    let reloads = s.daemon.log_text().matches("table reloaded").count();
+    for _ in 0..40 {
+        s.daemon.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = perf.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let count = |what: &str| -> u64 {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(what))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {what:?} in {text}"))
+    };
+    assert!(count("Queries completed:") > 1000, "{text}");
+    assert_eq!(count("Queries lost:"), 0, "{text}");
+    let log = s.daemon.log_text();
+    assert!(
+        log.matches("table reloaded").count() > reloads + 5,
+        "the reloads happened: {log}"
+    );
+    let stats = s.stats();
+    assert_eq!(
+        counter(&stats, "dns.authority"),
+        count("Queries completed:") / 3,
+        "{stats}"
+    );
+}
+
+#[test]
 fn malformed_queries_get_formerr_or_silence_and_it_keeps_answering() {
     if !can_run_with("dnsbad", &[], &[DIG, ("scapy", "python3-scapy")]) {
         return;

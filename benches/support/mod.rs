@@ -32,10 +32,15 @@ pub fn hosts_text(n: u32) -> String {
 /// A config of one network whose hosts file (in the returned directory, which must outlive its
 /// use) holds `n` bindings.
 pub fn config(n: u32) -> (tempfile::TempDir, ConfigFile) {
+    config_with(n, "")
+}
+
+/// The same, with `extra` TOML after the network's keys (more keys, then other tables).
+pub fn config_with(n: u32, extra: &str) -> (tempfile::TempDir, ConfigFile) {
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(&hosts, hosts_text(n)).unwrap();
-    let text = format!("[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"198.18.0.0/15\"\ngateway = \"198.18.0.1\"\nlease_time = \"120s\"\ndomain = \"novalocal\"\nhosts_file = {hosts:?}\n");
+    let text = format!("[[network]]\nname = \"vmnet\"\nbridge = \"br100\"\ncidr = \"198.18.0.0/15\"\ngateway = \"198.18.0.1\"\nlease_time = \"120s\"\ndomain = \"novalocal\"\nhosts_file = {hosts:?}\n{extra}");
     (dir, ConfigFile::parse(&text).unwrap())
 }
 
