@@ -135,6 +135,43 @@ pub fn report(table: &Table, bridge_exists: &dyn Fn(&str) -> bool) -> Report {
             table.instances.len()
         );
     }
+    let c = &table.control;
+    if c.enabled || !c.floating.is_empty() || c.public_interface.is_some() {
+        let _ = writeln!(
+            out,
+            "control {}: {} floating IPs, SNAT {}, metadata {}; `netnode net plan` shows every change",
+            if c.enabled { "on (serve applies it)" } else { "off (only `netnode net apply` applies it)" },
+            c.floating.len(),
+            match (&c.public_interface, c.routing_source_ip) {
+                (Some(i), Some(r)) => format!("to {r} out of {i}"),
+                (Some(i), None) => format!("masquerading out of {i}"),
+                (None, _) => "none (no public_interface)".to_string(),
+            },
+            match c.metadata {
+                Some(crate::table::control::MetadataTarget::Redirect(p)) => format!("redirected to port {p}"),
+                Some(crate::table::control::MetadataTarget::Dnat(a, p)) => format!("DNATed to {a}:{p}"),
+                None => "not forwarded".to_string(),
+            }
+        );
+        let mut interfaces: Vec<&str> = c.public_interface.iter().map(String::as_str).collect();
+        interfaces.extend(c.floating.iter().map(|f| f.interface.as_str()));
+        interfaces.extend(table.networks.iter().filter_map(|n| match &n.uplink {
+            Some(crate::table::control::Uplink::Flat(i)) => Some(i.as_str()),
+            Some(crate::table::control::Uplink::Vlan { parent, .. }) => Some(parent.as_str()),
+            None => None,
+        }));
+        interfaces.sort_unstable();
+        interfaces.dedup();
+        for i in interfaces {
+            if !bridge_exists(i) {
+                warnings += 1;
+                let _ = writeln!(
+                    out,
+                    "warning: interface {i} does not exist (yet); what needs it waits for it"
+                );
+            }
+        }
+    }
     for p in &table.problems {
         let what = match p.kind {
             ProblemKind::Line => "skipped line",
@@ -157,6 +194,20 @@ mod tests {
 
     fn table(text: &str) -> Table {
         build::from_config(&ConfigFile::parse(text).unwrap(), Path::new("c.toml")).unwrap()
+    }
+
+    #[test]
+    fn describes_control_and_missing_interfaces() {
+        let t = table(
+            "[[network]]\nname = \"n\"\nbridge = \"br100\"\ncidr = \"198.18.0.0/24\"\n[control]\nenabled = true\n[nat]\npublic_interface = \"pub0\"\nrouting_source_ip = \"198.19.0.1\"\n[[floating]]\naddress = \"198.19.1.10\"\nfixed = \"198.18.0.10\"\n",
+        );
+        let r = report(&t, &|i| i == "br100");
+        assert!(r.text.contains("control on (serve applies it): 1 floating IPs, SNAT to 198.19.0.1 out of pub0, metadata not forwarded"), "{}", r.text);
+        assert!(
+            r.text.contains("warning: interface pub0 does not exist"),
+            "{}",
+            r.text
+        );
     }
 
     #[test]

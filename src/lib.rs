@@ -8,6 +8,7 @@
 pub mod check;
 pub mod clock;
 pub mod compat;
+pub mod control;
 pub mod demo;
 pub mod dhcp;
 pub mod dns;

@@ -38,6 +38,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The node's bridges, VLANs, addresses and NAT from a config: show the plan, apply it, or
+    /// remove everything netnode made.
+    #[command(long_about = NET_HELP)]
+    Net {
+        /// What to do.
+        #[command(subcommand)]
+        action: NetAction,
+    },
     /// Run as dnsmasq, with nova's or neutron's command line (also when called as `dnsmasq`).
     #[command(disable_help_flag = true)]
     Dnsmasq {
@@ -161,6 +169,34 @@ enum Command {
     },
 }
 
+/// `netnode net` actions.
+#[derive(Subcommand, Debug)]
+enum NetAction {
+    /// Print what `apply` would change, changing nothing.
+    Plan {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Make the kernel match the config (a second apply does nothing).
+    Apply {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Remove every link, address and rule netnode made, and nothing else.
+    Teardown {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+/// `net --help`.
+const NET_HELP: &str = "The control module by hand: the bridges of the config's networks (created if missing, forward delay 0, STP off, up, the gateway as first address), their uplinks (bridge_interface, or vlan + vlan_interface), forwarding sysctls, floating IPs' /32 addresses, and netnode's nftables table `inet netnode` (metadata DNAT, SNAT, floating IPs, hairpin), as nova-network's linux_net set them up.
+
+`plan` prints the operations as the commands an operator would type; `apply` runs them (exit 1 if any failed); `teardown` removes what netnode made (links with the alias `netnode`, addresses with protocol 0x4e, its table) and moves a flat interface's addresses back. Never touches another table, link or address. `netnode serve` does the same at start and after each reload when [control] enabled = true.";
+
 /// `serve --help`.
 const SERVE_HELP: &str = "Run the daemon on a TOML config: DHCP, router advertisements and metadata on every bridge the config names (a bridge that does not exist yet is served once it appears).
 
@@ -266,6 +302,13 @@ fn drop_in() -> Option<i32> {
     })
 }
 
+/// Writes to stdout; a reader that went away (`netnode net plan | head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
 fn exit(status: i32) -> ExitCode {
     ExitCode::from(u8::try_from(status).unwrap_or(1))
 }
@@ -309,9 +352,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => {
             let table = build::load(&config)?;
             let report = netnode::check::report(&table, &|b| netnode::netif::index(b).is_some());
-            print!("{}", report.text);
+            emit(&report.text);
             if report.problems > 0 {
                 return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Net { action } => {
+            use netnode::control::run::{pass, Mode};
+            let (mode, config) = match action {
+                NetAction::Plan { config } => (Mode::Plan, config),
+                NetAction::Apply { config } => (Mode::Apply, config),
+                NetAction::Teardown { config } => (Mode::Teardown, config),
+            };
+            let table = build::load(&config)?;
+            let desired = netnode::control::Desired::from_table(&table);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let outcome = rt.block_on(async {
+                let kernel = netnode::control::kernel::Kernel::new()?;
+                pass(&kernel, &desired, mode).await
+            })?;
+            emit(&outcome.describe(mode));
+            eprintln!("netnode net: {}", outcome.timing_line());
+            if !outcome.failed.is_empty() {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Dnsmasq { args } => return Ok(exit(netnode::compat::entry::dnsmasq(&args))),
@@ -340,7 +405,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 backend,
                 project.as_deref(),
             )?;
-            println!("{addr}");
+            emit(&format!("{addr}\n"));
         }
         Command::HttpGet { url } => {
             let (status, body) =
@@ -401,7 +466,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     netnode::loadgen::Cycle::Dora
                 },
             };
-            println!("{}", netnode::loadgen::run(&cfg)?);
+            emit(&format!("{}\n", netnode::loadgen::run(&cfg)?));
         }
         Command::Demo {
             instances,
@@ -441,7 +506,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(ip) => c.reboot(ip)?,
                 None => c.acquire()?,
             };
-            print!("{}", got.to_lines());
+            emit(&got.to_lines());
             if got.kind != Some(dhcproto::v4::MessageType::Ack) {
                 return Ok(ExitCode::from(3));
             }

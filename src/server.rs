@@ -25,6 +25,8 @@ pub type StartFn = fn(&Context) -> Result<Option<Box<dyn Service>>, StartError>;
 
 /// Every service, in start order; they stop in reverse. Adding a service is one line here.
 pub const SERVICES: &[StartFn] = &[
+    // First: its first pass makes the bridges the others then find.
+    crate::control::service::start,
     crate::dhcp::service::start,
     crate::ra::service::start,
     crate::metadata::service::start,

@@ -543,7 +543,10 @@ pub fn to_config(
     if o.hosts_files.len() > 1 || o.opts_files.len() > 1 {
         return Err(ConfigError::SeveralFiles);
     }
-    let mut config = ConfigFile::default();
+    let mut config = ConfigFile {
+        drop_in: true,
+        ..ConfigFile::default()
+    };
     for (i, r) in o.ranges.iter().enumerate() {
         let (bridge, server, subnet) = locate(o, r, addresses)?;
         if !r.is_static {

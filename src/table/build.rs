@@ -185,6 +185,20 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
             .iter()
             .filter_map(|i| i.user_data_file.clone()),
     );
+    if !config.drop_in {
+        super::control::check_uplinks(&networks).map_err(invalid)?;
+        if config.control.is_some() {
+            super::control::check_gateways(&networks).map_err(invalid)?;
+        }
+    }
+    let control = super::control::settings(
+        config.control.as_ref(),
+        config.nat.as_ref(),
+        &config.floating,
+        &networks,
+        metadata.as_ref(),
+    )
+    .map_err(invalid)?;
     Ok(Table {
         networks,
         state,
@@ -195,6 +209,7 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         instances,
         ra_only: Vec::new(),
         dns,
+        control,
     })
 }
 
@@ -342,6 +357,7 @@ fn build_network(
         cidr_v6: settings.cidr_v6,
         gateway_v6: nc.gateway_v6,
         ra: None,
+        uplink: settings.uplink.clone(),
         name: nc.name.clone(),
         bridge: nc.bridge.clone(),
         cidr: settings.cidr,
@@ -382,6 +398,7 @@ struct Settings {
     lease_time: LeaseTime,
     domain: Option<String>,
     cidr_v6: Option<Ipv6Network>,
+    uplink: Option<super::control::Uplink>,
 }
 
 impl Settings {
@@ -454,6 +471,12 @@ impl Settings {
             lease_time,
             domain,
             cidr_v6: cidr_v6(nc)?,
+            uplink: super::control::uplink(
+                nc.bridge_interface.as_deref(),
+                nc.vlan,
+                nc.vlan_interface.as_deref(),
+            )
+            .map_err(field)?,
         })
     }
 }

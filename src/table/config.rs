@@ -25,6 +25,17 @@ pub struct ConfigFile {
     pub instance: Vec<InstanceConfig>,
     /// DNS for instances (off when absent).
     pub dns: Option<super::dns::DnsConfig>,
+    /// The control module: bridges, VLANs, addresses and NAT.
+    pub control: Option<super::control::ControlConfig>,
+    /// NAT settings (nova's linux_net options).
+    pub nat: Option<super::control::NatConfig>,
+    /// Floating IPs, one `[[floating]]` table each.
+    #[serde(default)]
+    pub floating: Vec<super::control::FloatingConfig>,
+    /// Built from a drop-in command line (nova does the plumbing there): the checks of what the
+    /// control module would set up are left out.
+    #[serde(skip)]
+    pub drop_in: bool,
 }
 
 /// `[metadata]`.
@@ -164,6 +175,13 @@ pub struct NetworkConfig {
     /// Router advertisement parameters, with radvd's names.
     #[serde(default)]
     pub ra: super::ra::RaConfig,
+    /// Flat uplink: this interface is enslaved to the bridge, which takes its MAC and its
+    /// IPv4 addresses and routes (nova's flat_interface).
+    pub bridge_interface: Option<String>,
+    /// VLAN uplink: `vlan<N>` is made on `vlan_interface` and enslaved (VlanManager).
+    pub vlan: Option<u32>,
+    /// The interface the VLAN device is made on.
+    pub vlan_interface: Option<String>,
     /// Bindings in hosts-file syntax from a command line (dnsmasq's `--dhcp-host`); not TOML.
     #[serde(skip)]
     pub host_lines: Vec<String>,

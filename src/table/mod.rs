@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod config;
+pub mod control;
 pub mod dns;
 pub mod duration;
 pub mod hosts;
@@ -183,6 +184,8 @@ pub struct Network {
     pub gateway_v6: Option<std::net::Ipv6Addr>,
     /// Router advertisement parameters (present when `cidr_v6` is set and AdvSendAdvert is on).
     pub ra: Option<Arc<RaParams>>,
+    /// How the bridge reaches the wire (control module), if netnode plumbs it.
+    pub uplink: Option<control::Uplink>,
     bindings: Vec<Binding>,
     by_mac: HashMap<MacAddr, u32>,
     by_client_id: HashMap<Box<[u8]>, u32>,
@@ -252,6 +255,8 @@ pub struct Table {
     pub ra_only: Vec<RaOnly>,
     /// DNS settings (none: no DNS).
     pub dns: Option<dns::DnsSettings>,
+    /// What the control module sets up besides the networks' bridges.
+    pub control: control::ControlSettings,
 }
 
 impl Drop for Table {
@@ -290,6 +295,7 @@ impl Table {
             instances: Vec::new(),
             ra_only: Vec::new(),
             dns: None,
+            control: control::ControlSettings::default(),
         }
     }
 
