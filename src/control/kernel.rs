@@ -354,8 +354,8 @@ impl Kernel {
                             OWNER_PROTO,
                         )));
                 }
-                req.execute()
-                    .await
+                // Already there (another `netnode net apply` at the same moment): done.
+                tolerate(req.execute().await, libc::EEXIST)
                     .map_err(netlink(format!("adding {cidr} to {link}")))
             }
             Op::DeleteAddress { link, cidr } => {
@@ -365,12 +365,12 @@ impl Kernel {
                     .address()
                     .add(index(link)?, cidr.ip(), cidr.prefix());
                 let msg = req.message_mut().clone();
-                self.handle
-                    .address()
-                    .del(msg)
-                    .execute()
-                    .await
-                    .map_err(netlink(format!("deleting {cidr} from {link}")))
+                // Already gone: done.
+                tolerate(
+                    self.handle.address().del(msg).execute().await,
+                    libc::EADDRNOTAVAIL,
+                )
+                .map_err(netlink(format!("deleting {cidr} from {link}")))
             }
             Op::AddRoute(r) => self
                 .handle
@@ -461,6 +461,16 @@ pub fn vlan_message(
         v = v.mtu(m);
     }
     v.build()
+}
+
+/// `Ok` when the request failed only with `errno`, which means the kernel is already as asked.
+fn tolerate(r: Result<(), rtnetlink::Error>, errno: i32) -> Result<(), rtnetlink::Error> {
+    match r {
+        Err(rtnetlink::Error::NetlinkError(m)) if m.code.is_some_and(|c| -c.get() == errno) => {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn index(name: &str) -> Result<u32, KernelError> {
