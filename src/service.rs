@@ -86,6 +86,31 @@ pub trait Service: Send {
     fn finished(self: Box<Self>) -> Pin<Box<dyn Future<Output = Report> + Send>>;
 }
 
+/// Runs the future `make` returns on a thread called `name` with a single-threaded runtime of
+/// its own (inside a `LocalSet`, so it may spawn tasks that are not `Send`): one thread's epoll
+/// for all its sockets and timers. The receiver resolves once the future has returned.
+pub fn spawn_thread<F>(
+    name: &str,
+    make: impl FnOnce() -> F + Send + 'static,
+) -> Result<tokio::sync::oneshot::Receiver<()>, StartError>
+where
+    F: Future<Output = ()> + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Thread)?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            tokio::task::LocalSet::new().block_on(&runtime, make());
+            let _ = done.send(());
+        })
+        .map_err(StartError::Thread)?;
+    Ok(finished)
+}
+
 /// A local fault that keeps a service from starting. Peers never cause these.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -600,6 +600,36 @@ fn a_flushed_ruleset_is_put_back_and_foreign_tables_are_never_touched() {
     eventually("netnode's table restored", Duration::from_secs(5), || {
         s.nft_list().contains("floating_dnat")
     });
+    // Someone edits netnode's table (a rule, a map): the table is replaced.
+    let edit =
+        |args: &[&str]| assert!(s.node.command("nft").args(args).status().unwrap().success());
+    edit(&[
+        "add",
+        "rule",
+        "inet",
+        "netnode",
+        "postrouting",
+        "meta",
+        "mark",
+        "0x1234",
+        "accept",
+    ]);
+    edit(&[
+        "add",
+        "map",
+        "inet",
+        "netnode",
+        "extra",
+        "{ type ipv4_addr : ipv4_addr ; }",
+    ]);
+    eventually(
+        "netnode's table restored after an edit",
+        Duration::from_secs(5),
+        || {
+            let t = s.nft_list();
+            !t.contains("0x00001234") && !t.contains("extra") && t.contains("floating_dnat")
+        },
+    );
     // 5. Teardown leaves nothing of netnode's and everything else.
     assert!(s
         .node

@@ -24,8 +24,6 @@ use sha2::{Digest, Sha256};
 use crate::table::control::{FloatingIp, MetadataTarget, METADATA_ADDRESS};
 use crate::table::Table;
 
-use super::netfilter::MapChange;
-
 /// The table's family and name, as `nft` commands write them.
 pub const TABLE: &str = "inet netnode";
 /// The map from floating to fixed addresses (DNAT).
@@ -33,7 +31,18 @@ pub const FLOATING_DNAT: &str = "floating_dnat";
 /// The map from fixed to floating addresses (SNAT).
 pub const FLOATING_SNAT: &str = "floating_snat";
 /// What the marker comment starts with.
-const MARKER_PREFIX: &str = "netnode ";
+pub const MARKER_PREFIX: &str = "netnode ";
+
+/// Element changes of one map of netnode's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapChange {
+    /// The map.
+    pub map: String,
+    /// Keys to remove.
+    pub delete: Vec<Ipv4Addr>,
+    /// Key and value pairs to add.
+    pub add: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
 
 /// The table as `nft -j list table inet netnode` shows it, reduced to what the planner compares.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -16,8 +16,7 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 use crate::table::control::Uplink;
 use crate::table::MacAddr;
 
-use super::netfilter::MapChange;
-use super::nft::{self, NftState};
+use super::nft::{self, MapChange, NftState};
 use super::state::{vlan_mac, Address, Desired, Link, LinkKind, Observed, Route};
 
 /// One change to the kernel.
@@ -399,7 +398,12 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
     sysctls(&mut p, d, o);
     let want = d.ruleset.state();
     match &o.nft {
-        Some(s) if s.marker == want.marker && s.chains == want.chains => {
+        // Same structure: the same hash, rule counts and maps (a map someone added is not).
+        Some(s)
+            if s.marker == want.marker
+                && s.chains == want.chains
+                && s.maps.keys().eq(want.maps.keys()) =>
+        {
             if s.maps != want.maps {
                 let maps = d.ruleset.map_changes(s);
                 p.ops.push(Op::Nft {

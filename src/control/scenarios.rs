@@ -284,6 +284,13 @@ fn foreign_things_are_never_touched_and_a_lost_table_comes_back() {
         *n.chains.get_mut("postrouting").unwrap() -= 1;
     }
     assert_eq!(plan(&d, &edited).ops.len(), 1);
+    // Someone added a map to netnode's table: replaced, not patched forever.
+    let mut extra = converge(&d, &o);
+    if let Some(n) = &mut extra.nft {
+        n.maps.insert("extra".into(), Default::default());
+    }
+    let p = plan(&d, &extra);
+    assert!(matches!(&p.ops[..], [Op::Nft { script, .. }] if script.contains("delete table")));
 }
 
 #[test]

@@ -66,23 +66,14 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
     }
     let (triggers, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(Stats::default());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(StartError::Thread)?;
-    let (done, finished) = oneshot::channel();
     let (first_tx, first_rx) = std::sync::mpsc::channel();
     let table = ctx.table.load_full();
     let shutdown = ctx.shutdown.clone();
     let task_stats = stats.clone();
     let nft_tx = triggers.clone();
-    std::thread::Builder::new()
-        .name("control".into())
-        .spawn(move || {
-            runtime.block_on(run(table, rx, nft_tx, task_stats, shutdown, first_tx));
-            let _ = done.send(());
-        })
-        .map_err(StartError::Thread)?;
+    let finished = crate::service::spawn_thread("control", move || {
+        run(table, rx, nft_tx, task_stats, shutdown, first_tx)
+    })?;
     // The first pass makes the bridges the other services are about to look for.
     let _ = first_rx.recv_timeout(FIRST_PASS);
     Ok(Some(Box::new(ControlService {

@@ -87,20 +87,9 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
     }
     let (commands, rx) = mpsc::unbounded_channel();
     let stats: Arc<Mutex<Stats>> = Arc::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(StartError::Thread)?;
-    let (done, finished) = tokio::sync::oneshot::channel();
     let (shutdown, shared) = (ctx.shutdown.clone(), stats.clone());
-    std::thread::Builder::new()
-        .name("dns".into())
-        .spawn(move || {
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, run(table, first, rx, shared, shutdown));
-            let _ = done.send(());
-        })
-        .map_err(StartError::Thread)?;
+    let finished =
+        crate::service::spawn_thread("dns", move || run(table, first, rx, shared, shutdown))?;
     Ok(Some(Box::new(DnsService {
         commands,
         stats,

@@ -53,20 +53,10 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
     // A thread of its own with a single-threaded runtime: each advertisement is then one
     // wakeup of one thread (the timer and the sockets share its epoll), where the daemon's
     // multi-threaded runtime woke a second worker for every timer that fired.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(StartError::Thread)?;
-    let (done, finished) = tokio::sync::oneshot::channel();
     let shutdown = ctx.shutdown.clone();
     let task_stats = stats.clone();
-    std::thread::Builder::new()
-        .name("ra".into())
-        .spawn(move || {
-            runtime.block_on(run(table, rx, task_stats, shutdown));
-            let _ = done.send(());
-        })
-        .map_err(StartError::Thread)?;
+    let finished =
+        crate::service::spawn_thread("ra", move || run(table, rx, task_stats, shutdown))?;
     Ok(Some(Box::new(RaService {
         commands,
         stats,

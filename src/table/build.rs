@@ -196,7 +196,7 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         config.nat.as_ref(),
         &config.floating,
         &networks,
-        metadata.as_ref(),
+        metadata.as_ref().map(|m| m.listen),
     )
     .map_err(invalid)?;
     Ok(Table {

@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnetwork::Ipv4Network;
 use serde::Deserialize;
 
-use super::instance::MetadataSettings;
 use super::Network;
 
 /// nova's `send_arp_for_ha_count`.
@@ -129,13 +128,14 @@ pub struct ControlSettings {
     pub floating: Vec<FloatingIp>,
 }
 
-/// Validates the control keys against the built networks; `metadata` is netnode's own listener.
+/// Validates the control keys against the built networks; `metadata` is where netnode's own
+/// metadata listener listens, if it runs.
 pub fn settings(
     control: Option<&ControlConfig>,
     nat: Option<&NatConfig>,
     floating: &[FloatingConfig],
     networks: &[Network],
-    metadata: Option<&MetadataSettings>,
+    metadata: Option<std::net::SocketAddr>,
 ) -> Result<ControlSettings, String> {
     let control = control.cloned().unwrap_or_default();
     let nat = nat.cloned().unwrap_or_default();
@@ -153,7 +153,7 @@ pub fn settings(
         (Some(host), m) => {
             let port = nat
                 .metadata_port
-                .or(m.map(|m| m.listen.port()))
+                .or(m.map(|m| m.port()))
                 .unwrap_or(DEFAULT_METADATA_PORT);
             Some(if host.is_loopback() {
                 MetadataTarget::Redirect(port)
@@ -162,8 +162,8 @@ pub fn settings(
             })
         }
         (None, Some(m)) => {
-            let port = nat.metadata_port.unwrap_or(m.listen.port());
-            Some(match m.listen.ip() {
+            let port = nat.metadata_port.unwrap_or(m.port());
+            Some(match m.ip() {
                 IpAddr::V4(a) if !a.is_unspecified() && !a.is_loopback() => {
                     MetadataTarget::Dnat(a, port)
                 }
