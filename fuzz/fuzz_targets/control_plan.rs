@@ -126,6 +126,7 @@ fuzz_target!(|data: &[u8]| {
             destination: b.v4(),
             gateway: (b.byte() & 1 == 1).then(|| b.v4().ip()),
             metric: b.byte() as u32,
+            protocol: b.byte() % 4,
         };
         if o.link(&r.link).is_some() && !o.routes.contains(&r) {
             o.routes.push(r);

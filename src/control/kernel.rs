@@ -250,6 +250,7 @@ impl Kernel {
                 destination,
                 gateway,
                 metric,
+                protocol: u8::from(h.protocol),
             });
         }
         Ok(out)
@@ -305,8 +306,10 @@ impl Kernel {
                     .execute()
                     .await
                     .map_err(netlink(format!("creating bridge {name}")))?;
-                self.change(name, |l| l.alias(OWNER_ALIAS).up(), "marking and raising")
-                    .await
+                let marked = self
+                    .change(name, |l| l.alias(OWNER_ALIAS).up(), "marking and raising")
+                    .await;
+                self.undo_unmarked(name, marked).await
             }
             Op::AddVlan {
                 name,
@@ -322,23 +325,31 @@ impl Kernel {
                     .execute()
                     .await
                     .map_err(netlink(format!("creating {name} on {parent}")))?;
-                self.change(
-                    name,
-                    |l| l.alias(OWNER_ALIAS).controller(master_index).up(),
-                    "marking, enslaving and raising",
-                )
-                .await
+                let marked = self
+                    .change(
+                        name,
+                        |l| l.alias(OWNER_ALIAS).controller(master_index).up(),
+                        "marking, enslaving and raising",
+                    )
+                    .await;
+                self.undo_unmarked(name, marked).await
             }
             Op::SetBridge { name } => {
-                let msg = LinkBridge::new(name)
-                    .forward_delay(0)
+                // STP off first: the kernel refuses a forward delay under 2 s while STP is on.
+                let stp = LinkBridge::new(name)
                     .stp_state(BridgeStpState::Disabled)
                     .build();
                 links
-                    .change(msg)
+                    .change(stp)
                     .execute()
                     .await
-                    .map_err(netlink(format!("setting STP off on {name}")))
+                    .map_err(netlink(format!("setting STP off on {name}")))?;
+                let delay = LinkBridge::new(name).forward_delay(0).build();
+                links
+                    .change(delay)
+                    .execute()
+                    .await
+                    .map_err(netlink(format!("setting forward delay 0 on {name}")))
             }
             Op::SetLink { name, change } => {
                 let master = match change {
@@ -453,6 +464,20 @@ impl Kernel {
         }
     }
 
+    /// A link just made but not marked as netnode's would never be netnode's to delete: it goes.
+    async fn undo_unmarked(
+        &self,
+        name: &str,
+        marked: Result<(), KernelError>,
+    ) -> Result<(), KernelError> {
+        if marked.is_err() {
+            if let Some(i) = crate::netif::index(name) {
+                let _ = self.handle.link().del(i).execute().await;
+            }
+        }
+        marked
+    }
+
     /// `ip link set <name> ...` over RTM_NEWLINK (which also sets the alias).
     async fn change(
         &self,
@@ -509,7 +534,7 @@ fn route_message(r: &Route) -> Result<RouteMessage, KernelError> {
         .destination_prefix(r.destination.network(), r.destination.prefix())
         .output_interface(index(&r.link)?)
         .priority(r.metric)
-        .protocol(RouteProtocol::Static);
+        .protocol(RouteProtocol::from(r.protocol));
     b = match r.gateway {
         Some(g) => b.gateway(g),
         None => b.scope(RouteScope::Link),

@@ -56,6 +56,10 @@ pub fn open() -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
+    // A reply that never comes must not stop the control thread for good.
+    let timeout = nix::sys::time::TimeVal::new(5, 0);
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)
+        .map_err(io::Error::from)?;
     Ok(socket)
 }
 
@@ -123,19 +127,15 @@ fn exchange_raw(
                     "a truncated netlink message",
                 ));
             };
+            // NLMSG_ERROR and NLMSG_DONE both start with an error code (0: an ack, a clean end).
+            let code = message
+                .get(16..20)
+                .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                .unwrap_or(0);
             match kind {
+                DONE | ERROR if code < 0 => return Err(io::Error::from_raw_os_error(-code)),
                 DONE => dumping = false,
-                ERROR => {
-                    let code = message
-                        .get(16..20)
-                        .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                        .unwrap_or(0);
-                    if code == 0 {
-                        acks = acks.saturating_sub(1);
-                    } else {
-                        return Err(io::Error::from_raw_os_error(-code));
-                    }
-                }
+                ERROR => acks = acks.saturating_sub(1),
                 _ => each(message),
             }
             at += (len + 3) & !3;

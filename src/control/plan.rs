@@ -149,16 +149,37 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
     // Links netnode made and no longer wants go first (a VLAN device goes with its parent), so
     // that a name they held is free for what is wanted now.
     let mut links: HashSet<String> = HashSet::new();
+    let mut vlans: Vec<(String, LinkKind)> = Vec::new();
     for b in &d.bridges {
         links.insert(b.name.clone());
-        if let Some(u @ Uplink::Vlan { .. }) = &b.uplink {
+        if let Some(u @ Uplink::Vlan { id, parent }) = &b.uplink {
             links.insert(u.port());
+            // An uplink that names a bridge of the config is refused below, with a warning.
+            let clashes = d
+                .bridges
+                .iter()
+                .any(|x| x.name == u.port() || x.name == *parent);
+            // The first bridge to name a VLAN device has it (the others get a warning below).
+            let taken = vlans.iter().any(|(n, _)| *n == u.port());
+            if !clashes && !taken {
+                let kind = LinkKind::Vlan {
+                    parent: Some(parent.clone()),
+                    id: *id,
+                };
+                vlans.push((u.port(), kind));
+            }
         }
     }
+    // A VLAN device of netnode's on another parent or id is made again.
+    let stale_vlan = |l: &Link| {
+        vlans
+            .iter()
+            .any(|(name, kind)| *name == l.name && l.kind != *kind)
+    };
     let doomed: Vec<&Link> = o
         .links
         .iter()
-        .filter(|l| l.owned && !links.contains(&l.name))
+        .filter(|l| l.owned && (!links.contains(&l.name) || stale_vlan(l)))
         .collect();
     delete_links(&mut p, doomed);
     let after_deletes = simulate(o, &p.ops);
@@ -238,6 +259,10 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
                         b.name
                     ));
                 } else {
+                    let want_kind = LinkKind::Vlan {
+                        parent: Some(parent.clone()),
+                        id: *id,
+                    };
                     match o.link(&name) {
                         None => {
                             let mac = vlan_mac(parent, *id);
@@ -251,10 +276,14 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
                             });
                             port_mac = Some(mac);
                         }
-                        Some(v) => {
+                        Some(v) if v.kind == want_kind => {
                             enslave(&mut p, v, &b.name, b.mtu);
                             port_mac = v.mac;
                         }
+                        Some(_) => p.warnings.push(format!(
+                            "bridge {}: {name} exists and is not VLAN {id} on {parent}; not netnode's, left alone",
+                            b.name
+                        )),
                     }
                 }
             }
@@ -290,14 +319,16 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
                 });
             }
         }
-        // The gateway first: when something else is first, everything is added again in order.
+        // The gateway first. Only netnode's own addresses are taken down to get there: taking
+        // down someone else's would take the routes through the bridge with it.
         let have = if bridge.is_some() {
             o.global_v4(&b.name)
         } else {
             Vec::new()
         };
         let first_ok = have.first().map(|(a, _)| a) == b.addresses.first();
-        if !have.is_empty() && !first_ok {
+        let foreign = have.iter().any(|(_, owned)| !owned);
+        if !have.is_empty() && !first_ok && !foreign {
             for (a, _) in &have {
                 p.ops.push(Op::DeleteAddress {
                     link: b.name.clone(),
@@ -307,18 +338,22 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
             for a in &b.addresses {
                 p.ops.push(add_owned(&b.name, IpNetwork::V4(*a)));
             }
-            // The others come back as they were (a floating IP's /32 may live here too);
-            // netnode's own that nothing wants any more are deleted below.
-            for (a, owned) in &have {
+            // The others come back (a floating IP's /32 may live here too); those nothing
+            // wants any more are deleted below.
+            for (a, _) in &have {
                 if !b.addresses.contains(a) {
-                    p.ops.push(Op::AddAddress {
-                        link: b.name.clone(),
-                        cidr: IpNetwork::V4(*a),
-                        owned: *owned,
-                    });
+                    p.ops.push(add_owned(&b.name, IpNetwork::V4(*a)));
                 }
             }
         } else {
+            if !have.is_empty() && !first_ok {
+                p.warnings.push(format!(
+                    "bridge {}: the gateway {} is not its first address ({} is, and is not netnode's); left as it is",
+                    b.name,
+                    b.addresses.first().map(|a| a.to_string()).unwrap_or_default(),
+                    have.first().map(|(a, _)| a.to_string()).unwrap_or_default()
+                ));
+            }
             for a in &b.addresses {
                 if !have.iter().any(|(h, _)| h == a) {
                     p.ops.push(add_owned(&b.name, IpNetwork::V4(*a)));

@@ -102,9 +102,9 @@ fn from_nothing_the_whole_node_then_nothing() {
 fn the_gateway_becomes_the_first_address() {
     let d = desired(NODE);
     let mut o = converge(&d, &bare());
-    // Someone put another address first.
+    // An address of netnode's (an older gateway) is first: netnode's addresses are re-added.
     o.addresses.retain(|a| a.link != "br100");
-    o.addresses.push(addr("br100", "198.18.0.200/24", false));
+    o.addresses.push(addr("br100", "198.18.0.200/24", true));
     o.addresses.push(addr("br100", "198.18.0.1/24", true));
     o.addresses.push(addr("br100", "fd00:1::1/64", true));
     let p = plan(&d, &o);
@@ -115,11 +115,70 @@ fn the_gateway_becomes_the_first_address() {
             "ip address delete 198.18.0.200/24 dev br100",
             "ip address delete 198.18.0.1/24 dev br100",
             "ip address add 198.18.0.1/24 dev br100 proto 0x4e",
-            "ip address add 198.18.0.200/24 dev br100",
+            "ip address add 198.18.0.200/24 dev br100 proto 0x4e",
+            "ip address delete 198.18.0.200/24 dev br100",
         ]
     );
     let after = converge(&d, &o);
     assert_eq!(after.global_v4("br100")[0].0.to_string(), "198.18.0.1/24");
+    // Someone else's address first: never taken down (the routes through the bridge would go
+    // with it); a warning says so.
+    let at = o.addresses.len() - 3;
+    o.addresses[at].owned = false;
+    let p = plan(&d, &o);
+    assert!(p.ops.is_empty(), "{:#?}", p.ops);
+    assert!(
+        p.warnings.iter().any(|w| w
+            .contains("the gateway 198.18.0.1/24 is not its first address (198.18.0.200/24 is")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn a_vlan_device_on_another_parent_is_made_again_if_it_is_netnode_s() {
+    let text = NODE.replace(
+        "bridge = \"br100\"",
+        "bridge = \"br100\"\nvlan = 100\nvlan_interface = \"eth2\"",
+    );
+    let d = desired(&text);
+    let mut o = bare();
+    o.links.push(link("eth1", LinkKind::Other));
+    o.links.push(link("eth2", LinkKind::Other));
+    let mut old = link(
+        "vlan100",
+        LinkKind::Vlan {
+            parent: Some("eth1".into()),
+            id: 100,
+        },
+    );
+    old.owned = true;
+    o.links.push(old.clone());
+    let p = plan(&d, &o);
+    let delete = p.ops.iter().position(|op| {
+        *op == Op::DeleteLink {
+            name: "vlan100".into(),
+        }
+    });
+    let add = p
+        .ops
+        .iter()
+        .position(|op| matches!(op, Op::AddVlan { parent, .. } if parent == "eth2"));
+    assert!(delete.is_some() && add > delete, "{:#?}", p.ops);
+    converge(&d, &o);
+    // Not netnode's: left alone, with a warning.
+    old.owned = false;
+    let mut o2 = bare();
+    o2.links.extend([link("eth2", LinkKind::Other), old]);
+    let p = plan(&d, &o2);
+    assert!(!p
+        .ops
+        .iter()
+        .any(|op| matches!(op, Op::DeleteLink { .. } | Op::AddVlan { .. })));
+    assert!(p
+        .warnings
+        .iter()
+        .any(|w| w.contains("vlan100 exists and is not VLAN 100 on eth2")));
 }
 
 #[test]
@@ -133,6 +192,7 @@ fn a_flat_interface_gives_the_bridge_its_mac_addresses_and_routes() {
         destination: "198.18.8.0/24".parse().unwrap(),
         gateway: Some("198.18.7.254".parse().unwrap()),
         metric: 0,
+        protocol: 3, // RTPROT_BOOT: `ip route add`
     };
     o.routes.push(route.clone());
     let p = plan(&d, &o);

@@ -29,6 +29,8 @@ use crate::table::Table;
 const NFNLGRP_NFTABLES: u32 = 7;
 /// Triggers this close together make one pass.
 const SETTLE: Duration = Duration::from_millis(150);
+/// The longest a pass waits for triggers to settle.
+const FOLD: Duration = Duration::from_secs(1);
 /// A pass even when nothing said so.
 const BACKSTOP: Duration = Duration::from_secs(30);
 /// How long the start waits for the first pass (bridges exist before the listeners look).
@@ -159,8 +161,18 @@ async fn run(
             },
             _ = tokio::time::sleep(BACKSTOP) => control.kernel.nft_changed(),
         }
-        // Fold what comes right after into this pass.
-        while let Ok(Some(t)) = tokio::time::timeout(SETTLE, triggers.recv()).await {
+        // Fold what comes right after into this pass, for at most FOLD (a steady trickle of
+        // events must not hold the pass back for ever), and not past a stop.
+        let fold_until = tokio::time::Instant::now() + FOLD;
+        while let Ok(Some(t)) = tokio::time::timeout(
+            SETTLE.min(fold_until.saturating_duration_since(tokio::time::Instant::now())),
+            triggers.recv(),
+        )
+        .await
+        {
+            if shutdown.is_cancelled() {
+                break;
+            }
             match t {
                 Trigger::Table(t) => {
                     table = t;
@@ -169,6 +181,9 @@ async fn run(
                 Trigger::Nftables => control.kernel.nft_changed(),
                 Trigger::Changed => {}
             }
+        }
+        if shutdown.is_cancelled() {
+            break;
         }
         control.pass(&table, new_table).await;
     }

@@ -168,6 +168,9 @@ pub struct Route {
     pub gateway: Option<Ipv4Addr>,
     /// Metric (priority).
     pub metric: u32,
+    /// Who made it (`RTPROT_*`: boot, static, dhcp...), kept when it moves: the kernel deletes a
+    /// route only when the protocol matches.
+    pub protocol: u8,
 }
 
 /// The kernel's state, as far as the planner looks.
