@@ -574,7 +574,19 @@ fn a_flushed_ruleset_is_put_back_and_foreign_tables_are_never_touched() {
     s.serve_peer(|s| &s.vms[0]);
     assert_eq!(ask(&s, &s.out, "198.19.1.10"), "198.19.0.2");
     assert_eq!(list_foreign(&s), foreign_before);
-    // 7. Someone flushes the whole ruleset: netnode's table comes back, traffic flows again.
+    // A change of structure (the DMZ) replaces the table whole: established flows go on.
+    let mut flow = Held::open(&s, &s.out, "198.19.1.10");
+    assert!(flow.alive());
+    let text = fs::read_to_string(&s.config).unwrap();
+    let passes = s.log().matches("control: applied").count();
+    fs::write(&s.config, text.replace("198.19.5.0/24", "198.19.6.0/24")).unwrap();
+    s.daemon()
+        .wait_for_log("control: applied", passes + 1, Duration::from_secs(10))
+        .unwrap();
+    assert!(s.nft_list().contains("198.19.6.0/24"));
+    assert!(flow.alive(), "a flow ended when the table was replaced");
+    // 7. Someone flushes the whole ruleset: netnode's table comes back, traffic flows again
+    // (and the flow held across it, once the table is back).
     let flushed = Instant::now();
     assert!(s
         .node
@@ -587,6 +599,11 @@ fn a_flushed_ruleset_is_put_back_and_foreign_tables_are_never_touched() {
         s.nft_list().contains("floating_dnat")
     });
     eprintln!("table restored {:?} after the flush", flushed.elapsed());
+    assert!(
+        flow.alive(),
+        "a flow ended across the flush and the restore"
+    );
+    drop(flow);
     assert_eq!(ask(&s, &s.out, "198.19.1.10"), "198.19.0.2");
     assert!(s.log().contains("repair=true"), "{}", s.log());
     // Someone deletes only netnode's table: back again.

@@ -17,7 +17,7 @@ use crate::table::control::Uplink;
 use crate::table::MacAddr;
 
 use super::nft::{self, MapChange, NftState};
-use super::state::{vlan_mac, Address, Desired, Link, LinkKind, Observed, Route};
+use super::state::{vlan_mac, Address, BridgeSpec, Desired, Link, LinkKind, Observed, Route};
 
 /// One change to the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,22 +152,15 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
     let mut vlans: Vec<(String, LinkKind)> = Vec::new();
     for b in &d.bridges {
         links.insert(b.name.clone());
-        if let Some(u @ Uplink::Vlan { id, parent }) = &b.uplink {
+        if let Some(u @ Uplink::Vlan { .. }) = &b.uplink {
             links.insert(u.port());
-            // An uplink that names a bridge of the config is refused below, with a warning.
-            let clashes = d
-                .bridges
-                .iter()
-                .any(|x| x.name == u.port() || x.name == *parent);
-            // The first bridge to name a VLAN device has it (the others get a warning below).
-            let taken = vlans.iter().any(|(n, _)| *n == u.port());
-            if !clashes && !taken {
-                let kind = LinkKind::Vlan {
-                    parent: Some(parent.clone()),
-                    id: *id,
-                };
-                vlans.push((u.port(), kind));
-            }
+        }
+        if let Ok(Some(u @ Uplink::Vlan { id, parent })) = usable_uplink(d, b) {
+            let kind = LinkKind::Vlan {
+                parent: Some(parent.clone()),
+                id: *id,
+            };
+            vlans.push((u.port(), kind));
         }
     }
     // A VLAN device of netnode's on another parent or id is made again.
@@ -223,31 +216,15 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
         let mut port_mac = None;
         let mut moved: Vec<Ipv4Network> = Vec::new();
         let mut moved_routes: Vec<&Route> = Vec::new();
-        // Names the uplink uses: the interface, or the VLAN device and its parent.
-        let uplink_names = match &b.uplink {
-            Some(Uplink::Flat(port)) => vec![port.clone()],
-            Some(u @ Uplink::Vlan { parent, .. }) => vec![u.port(), parent.clone()],
-            None => Vec::new(),
-        };
-        let clash = uplink_names
-            .into_iter()
-            .find(|u| d.bridges.iter().any(|x| &x.name == u));
-        let port = b.uplink.as_ref().map(Uplink::port);
-        let taken = d
-            .bridges
-            .iter()
-            .take_while(|x| x.name != b.name)
-            .find(|x| x.uplink.as_ref().map(Uplink::port) == port && port.is_some());
-        let clash = clash.or_else(|| taken.and(port));
-        let uplink = match clash {
-            Some(u) => {
+        let uplink = match usable_uplink(d, b) {
+            Ok(u) => u,
+            Err(u) => {
                 p.warnings.push(format!(
                     "bridge {}: its uplink {u} is a bridge of the config or another bridge's uplink; not enslaved",
                     b.name
                 ));
                 None
             }
-            _ => b.uplink.as_ref(),
         };
         match uplink {
             None => {}
@@ -542,6 +519,34 @@ pub fn teardown(d: &Desired, o: &Observed) -> Plan {
     }
     delete_links(&mut p, doomed);
     p
+}
+
+/// The bridge's uplink, unless a name it uses (the interface, or the VLAN device and its parent)
+/// is a bridge of the config or an earlier bridge's uplink: then that name, as the error.
+fn usable_uplink<'a>(d: &'a Desired, b: &'a BridgeSpec) -> Result<Option<&'a Uplink>, String> {
+    let Some(uplink) = &b.uplink else {
+        return Ok(None);
+    };
+    let names = match uplink {
+        Uplink::Flat(port) => vec![port.clone()],
+        Uplink::Vlan { parent, .. } => vec![uplink.port(), parent.clone()],
+    };
+    if let Some(n) = names
+        .into_iter()
+        .find(|n| d.bridges.iter().any(|x| x.name == *n))
+    {
+        return Err(n);
+    }
+    let port = uplink.port();
+    let taken = d
+        .bridges
+        .iter()
+        .take_while(|x| x.name != b.name)
+        .any(|x| x.uplink.as_ref().map(Uplink::port).as_ref() == Some(&port));
+    if taken {
+        return Err(port);
+    }
+    Ok(Some(uplink))
 }
 
 /// VLAN devices before the bridges they are enslaved to.

@@ -3,7 +3,7 @@
 //! an `Observed`, and tests and the fuzz target build both by hand.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 
@@ -16,7 +16,7 @@ use super::nft::{self, NftState};
 pub const OWNER_ALIAS: &str = "netnode";
 
 /// The address protocol (`IFA_PROTO`, Linux 6.1+) that marks an address netnode added:
-/// `ip address show` prints it as `proto 0x4e`.
+/// iproute2 6.2 and later print it as `proto 0x4e`.
 pub const OWNER_PROTO: u8 = 0x4e;
 
 /// One bridge the table wants.
@@ -223,11 +223,6 @@ impl Observed {
 /// Not loopback, link-local or unspecified.
 pub fn is_global_v4(a: Ipv4Addr) -> bool {
     !a.is_loopback() && !a.is_link_local() && !a.is_unspecified()
-}
-
-/// Not loopback, link-local or unspecified.
-pub fn is_global_v6(a: Ipv6Addr) -> bool {
-    !a.is_loopback() && !a.is_unspecified() && (a.segments()[0] & 0xffc0) != 0xfe80
 }
 
 /// The MAC netnode gives a VLAN device it makes: `fa:16:3e` (nova's prefix) and three bytes
