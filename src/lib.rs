@@ -16,6 +16,7 @@ pub mod durable;
 pub mod lab;
 pub mod loadgen;
 pub mod lock;
+pub mod manager;
 pub mod metadata;
 pub mod netif;
 pub mod ra;

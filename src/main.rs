@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use netnode::demo::{self, ClientChoice, DemoOptions};
 use netnode::dhcp::client::{self, Client, ClientConfig};
 use netnode::table::ipv6::{self, Backend};
-use netnode::table::{build, MacAddr};
+use netnode::table::MacAddr;
 
 /// netnode: the data plane of a cloud network node. On every bridge: DHCPv4 from a MAC-to-IP
 /// table, IPv6 router advertisements and instance metadata; also in place of nova's dnsmasq,
@@ -46,6 +46,9 @@ enum Command {
         #[command(subcommand)]
         action: NetAction,
     },
+    /// The manager's commands (networks, servers, fixed and floating IPs).
+    #[command(flatten)]
+    Manager(netnode::manager::cli::ManagerCommand),
     /// Run as dnsmasq, with nova's or neutron's command line (also when called as `dnsmasq`).
     #[command(disable_help_flag = true)]
     Dnsmasq {
@@ -215,18 +218,35 @@ Exit status: 0 when everything loads; 1 when the config cannot be loaded at all 
 const TOOLS: &[&str] = &["bench", "client", "http-get", "http-null"];
 
 /// The top-level help, with operator commands first and the tools under their own heading.
+/// The manager's commands, listed apart in the help.
+const MANAGER: &[&str] = &[
+    "network-create",
+    "network-list",
+    "network-show",
+    "network-delete",
+    "network-associate",
+    "network-disassociate",
+    "fixed",
+    "floating",
+    "project",
+    "server",
+    "export",
+];
+
 fn grouped_help(cmd: clap::Command) -> clap::Command {
     let width = cmd
         .get_subcommands()
         .map(|c| c.get_name().len())
         .max()
         .unwrap_or(0);
-    let (mut operator, mut tools) = (String::new(), String::new());
+    let (mut operator, mut manager, mut tools) = (String::new(), String::new(), String::new());
     for c in cmd.get_subcommands() {
         let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
         let line = format!("  {:<width$}  {about}\n", c.get_name());
         if TOOLS.contains(&c.get_name()) {
             tools.push_str(&line);
+        } else if MANAGER.contains(&c.get_name()) {
+            manager.push_str(&line);
         } else {
             operator.push_str(&line);
         }
@@ -236,7 +256,7 @@ fn grouped_help(cmd: clap::Command) -> clap::Command {
         "help"
     ));
     cmd.help_template(format!(
-        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\nCommands:\n{operator}\nTools (developers, benchmarks):\n{tools}\nOptions:\n{{options}}{{after-help}}"
+        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\nCommands:\n{operator}\nManager (nova-network's commands, on netnode's database):\n{manager}\nTools (developers, benchmarks):\n{tools}\nOptions:\n{{options}}{{after-help}}"
     ))
     .mut_subcommand("dnsmasq", |c| {
         c.long_about(netnode::compat::dnsmasq::usage())
@@ -349,8 +369,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(netnode::server::serve(&config))?;
         }
+        Command::Manager(cmd) => emit(&netnode::manager::cli::run(cmd)?),
         Command::Check { config } => {
-            let table = build::load(&config)?;
+            let table = netnode::source::Source::Toml(config.clone()).load()?;
             let report = netnode::check::report(&table, &|b| netnode::netif::index(b).is_some());
             emit(&report.text);
             if report.problems > 0 {
@@ -364,7 +385,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 NetAction::Apply { config } => (Mode::Apply, config),
                 NetAction::Teardown { config } => (Mode::Teardown, config),
             };
-            let table = build::load(&config)?;
+            let table = netnode::source::Source::Toml(config.clone()).load()?;
             let desired = netnode::control::Desired::from_table(&table);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -16,6 +16,7 @@ use crate::lock::{LockError, StateLock};
 use crate::netif::{self, LinkEvent};
 use crate::service::{Context, DropIn, Reload, Service, Shutdown, StartError};
 use crate::source::files::Watcher;
+use crate::source::manager::DbWatch;
 use crate::source::{Source, SourceError};
 use crate::stats::Report;
 use crate::table::{build, Table};
@@ -70,6 +71,8 @@ pub struct Server {
     services: Vec<Box<dyn Service>>,
     watcher: Option<Watcher>,
     links: Option<mpsc::UnboundedReceiver<LinkEvent>>,
+    /// The manager's database, when the table comes partly from it.
+    db_watch: Option<DbWatch>,
     /// Held for the daemon's life (none in radvd mode, which keeps no state).
     _lock: Option<StateLock>,
 }
@@ -104,6 +107,7 @@ impl Server {
                 None
             }
         };
+        let db_watch = watch_database(&table, None);
         let ctx = Context {
             table: Arc::new(ArcSwap::from_pointee(table)),
             shutdown: Shutdown::new(),
@@ -131,6 +135,7 @@ impl Server {
             services,
             watcher,
             links,
+            db_watch,
             _lock: lock,
         })
     }
@@ -157,6 +162,7 @@ impl Server {
         if let Some(w) = &mut self.watcher {
             w.watch(&build::unique_sources(&table));
         }
+        self.db_watch = watch_database(&table, self.db_watch.take());
         log_table(&table, &format!("table reloaded ({})", describe(why)));
         let table = Arc::new(table);
         self.ctx.table.store(table.clone());
@@ -200,6 +206,36 @@ fn describe(why: Reload) -> &'static str {
     match why {
         Reload::Hangup => "SIGHUP",
         Reload::FileChanged => "a source file changed",
+        Reload::Manager => "the manager's database changed",
+    }
+}
+
+/// The watch of the table's manager database: the one kept when it still names it, a new one,
+/// or none (no `[manager]`, or it cannot be watched: then reload with SIGHUP).
+fn watch_database(table: &Table, kept: Option<DbWatch>) -> Option<DbWatch> {
+    let link = table.manager.as_ref()?;
+    if let Some(w) = kept.filter(|w| w.database() == link.database) {
+        return Some(w);
+    }
+    match DbWatch::new(&link.database) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(database = %link.database.display(), error = %e, "cannot watch the manager's database; reload with SIGHUP");
+            None
+        }
+    }
+}
+
+/// Waits until the manager's database serves something the table lacks, or forever.
+async fn next_db_change(watch: &mut Option<DbWatch>, table: &Arc<ArcSwap<Table>>) {
+    let served = table.load().manager.as_ref().map(|m| m.generation);
+    let (Some(w), Some(served)) = (watch.as_mut(), served) else {
+        return std::future::pending().await;
+    };
+    if let Err(e) = w.changed(served).await {
+        tracing::warn!(error = %e, "watching the manager's database failed; reload with SIGHUP");
+        *watch = None;
+        std::future::pending::<()>().await;
     }
 }
 
@@ -265,6 +301,7 @@ pub async fn serve_from(
             _ = usr1.recv() => tracing::info!("stats {}", server.report()),
             event = next_link(&mut server.links) => server.link(&event),
             _ = next_file_change(&mut server.watcher) => server.reload(Reload::FileChanged).await,
+            _ = next_db_change(&mut server.db_watch, &server.ctx.table) => server.reload(Reload::Manager).await,
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
         }

@@ -65,6 +65,8 @@ pub enum Reload {
     Hangup,
     /// A source file changed.
     FileChanged,
+    /// The manager's database changed.
+    Manager,
 }
 
 /// A running service.

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod journal;
 pub mod lease;
 pub mod listener;
+pub mod manager_sink;
 pub mod reply;
 pub mod script;
 pub mod send;

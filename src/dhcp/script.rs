@@ -67,24 +67,74 @@ pub struct ScriptRunner {
     running: Arc<AtomicU64>,
 }
 
+/// Where lease events go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// dnsmasq's `--dhcp-script`: run once per event, one at a time.
+    Script {
+        /// The program.
+        path: PathBuf,
+        /// `DNSMASQ_DOMAIN`.
+        domain: Option<String>,
+    },
+    /// netnode's manager: the `leased` flags of its database, a batch per transaction.
+    Manager(PathBuf),
+}
+
+/// Most events applied to the manager's database in one transaction.
+const MANAGER_BATCH: usize = 4096;
+
 impl ScriptRunner {
     /// Starts the task that runs `script` for each event, one at a time.
     pub fn start(script: PathBuf, domain: Option<String>) -> ScriptRunner {
+        ScriptRunner::start_sink(Sink::Script {
+            path: script,
+            domain,
+        })
+    }
+
+    /// Starts the task that hands every event to `sink`, in order.
+    pub fn start_sink(sink: Sink) -> ScriptRunner {
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
         let pending_old: Arc<Mutex<HashSet<Ipv4Addr>>> = Arc::default();
         let pending = pending_old.clone();
         let running: Arc<AtomicU64> = Arc::default();
         let busy = running.clone();
         tokio::spawn(async move {
+            let mut manager = None;
             while let Some(ev) = rx.recv().await {
                 busy.fetch_add(1, Ordering::SeqCst);
-                if ev.action == Action::Old {
-                    pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&ev.lease.ip);
+                let mut batch = vec![ev];
+                if matches!(sink, Sink::Manager(_)) {
+                    while batch.len() < MANAGER_BATCH {
+                        match rx.try_recv() {
+                            Ok(ev) => batch.push(ev),
+                            Err(_) => break,
+                        }
+                    }
                 }
-                run_event(&script, domain.as_deref(), &ev).await;
+                {
+                    let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+                    for ev in batch.iter().filter(|e| e.action == Action::Old) {
+                        pending.remove(&ev.lease.ip);
+                    }
+                }
+                match &sink {
+                    Sink::Script { path, domain } => {
+                        for ev in &batch {
+                            run_event(path, domain.as_deref(), ev).await;
+                        }
+                    }
+                    Sink::Manager(db) => {
+                        let db = db.clone();
+                        let taken = manager.take();
+                        let done = tokio::task::spawn_blocking(move || {
+                            crate::dhcp::manager_sink::apply(taken, &db, &batch)
+                        })
+                        .await;
+                        manager = done.ok().flatten();
+                    }
+                }
                 busy.fetch_sub(1, Ordering::SeqCst);
             }
         });

@@ -77,7 +77,11 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
             }
             Some(ScriptRunner::start(s.path.clone(), s.domain.clone()))
         }
-        None => None,
+        // netnode's manager keeps nova-dhcpbridge's `leased` flags from the same events.
+        None => table
+            .manager
+            .as_ref()
+            .map(|m| ScriptRunner::start_sink(script::Sink::Manager(m.database.clone()))),
     };
     let shared = Shared {
         table: ctx.table.clone(),
@@ -118,6 +122,8 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
             ));
         }
     }
+    // Servers deleted while the daemon was down.
+    service.release_unbound(&table);
     // The workers are stopped by the shutdown token like every other part of the service.
     let stopper = service.listeners.stopper();
     let token = ctx.shutdown.clone();
@@ -207,6 +213,64 @@ impl DhcpService {
     }
 }
 
+impl DhcpService {
+    /// With the manager's `force_dhcp_release`, a lease whose binding left the table (its
+    /// server was deleted) ends now, as nova's dhcp_release ended it in dnsmasq: the address is
+    /// free for the next server and the old client is NAKed at its next renewal.
+    fn release_unbound(&self, table: &Arc<Table>) {
+        if !table.manager.as_ref().is_some_and(|m| m.force_dhcp_release) {
+            return;
+        }
+        let gone: Vec<super::Lease> = self
+            .shared
+            .store
+            .active(unix_now())
+            .into_iter()
+            .filter(|l| !bound(table, l))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let table = table.clone();
+        tokio::task::spawn_blocking(move || {
+            let changes: Vec<LeaseChange> = gone
+                .iter()
+                .map(|l| LeaseChange::Release {
+                    mac: l.mac,
+                    ip: l.ip,
+                })
+                .collect();
+            match shared.store.commit(&changes) {
+                Ok(()) => {
+                    tracing::info!(
+                        leases = gone.len(),
+                        "leases ended: their bindings left the manager (force_dhcp_release)"
+                    );
+                    if let Some(script) = &shared.script {
+                        for lease in gone {
+                            let bridge = bridge_of(&table, &lease);
+                            script.send(Action::Del, lease, &bridge);
+                        }
+                    }
+                    shared.committed.notify_one();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "ending the leases of deleted servers failed; they end at expiry")
+                }
+            }
+        });
+    }
+}
+
+/// Whether the table still binds the lease's client to the lease's address.
+fn bound(table: &Table, lease: &super::Lease) -> bool {
+    table
+        .containing(lease.ip)
+        .and_then(|n| n.binding(lease.mac, lease.client_id.as_deref()))
+        .is_some_and(|b| b.ip == lease.ip)
+}
+
 /// The bridge whose network holds a lease's address ("" when none does).
 fn bridge_of(table: &Table, lease: &super::Lease) -> String {
     table
@@ -239,6 +303,7 @@ impl Service for DhcpService {
         if why == Reload::Hangup {
             self.script_old_for_all(table);
         }
+        self.release_unbound(table);
     }
 
     fn link(&mut self, event: &LinkEvent) {

@@ -3,6 +3,7 @@
 //! files it was read from change.
 
 pub mod files;
+pub mod manager;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,14 @@ pub enum SourceError {
     /// The config or a file it names.
     #[error(transparent)]
     Table(#[from] build::LoadError),
+    /// The manager's database (a config with `[manager]`).
+    #[error("{}: [manager]: {source}", path.display())]
+    Manager {
+        /// The config.
+        path: PathBuf,
+        /// What failed.
+        source: crate::manager::ManagerError,
+    },
     /// A dnsmasq command line that cannot be served.
     #[error("dnsmasq command line: {0}")]
     Dnsmasq(#[from] dnsmasq::ConfigError),
@@ -52,7 +61,22 @@ impl Source {
     /// Builds the table, reading every file it names.
     pub fn load(&self) -> Result<Table, SourceError> {
         match self {
-            Source::Toml(path) => Ok(build::load(path)?),
+            Source::Toml(path) => {
+                let mut config = build::read_config(path)?;
+                let link = match config.manager {
+                    Some(_) => Some(manager::merge(&mut config).map_err(|source| {
+                        SourceError::Manager {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?),
+                    None => None,
+                };
+                let mut table = build::from_config(&config, path)?;
+                table.sources.insert(0, path.clone());
+                table.manager = link;
+                Ok(table)
+            }
             Source::Dnsmasq(opts) => {
                 let config = dnsmasq::to_config(opts, &crate::netif::ipv4_addresses())?;
                 Ok(build::from_config(

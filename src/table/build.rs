@@ -61,15 +61,21 @@ pub const DEFAULT_LEASE_TIME: LeaseTime = LeaseTime::Seconds(86_400);
 
 /// Reads the config file at `path` and every file it names.
 pub fn load(path: &Path) -> Result<Table, LoadError> {
+    let config = read_config(path)?;
+    let mut table = from_config(&config, path)?;
+    table.sources.insert(0, path.to_path_buf());
+    Ok(table)
+}
+
+/// Reads and parses the config file at `path`, its relative paths made relative to it.
+pub fn read_config(path: &Path) -> Result<ConfigFile, LoadError> {
     let text = read(path)?;
     let mut config = ConfigFile::parse(&text).map_err(|e| LoadError::Config {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().replace('\n', " "),
     })?;
     config.resolve_paths(path);
-    let mut table = from_config(&config, path)?;
-    table.sources.insert(0, path.to_path_buf());
-    Ok(table)
+    Ok(config)
 }
 
 /// Builds a table from a parsed config; `origin` names it in messages.
@@ -210,6 +216,7 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         ra_only: Vec::new(),
         dns,
         control,
+        manager: None,
     })
 }
 

@@ -32,10 +32,69 @@ pub struct ConfigFile {
     /// Floating IPs, one `[[floating]]` table each.
     #[serde(default)]
     pub floating: Vec<super::control::FloatingConfig>,
+    /// netnode's own manager (networks, fixed and floating IPs in a database): its networks,
+    /// instances and floating IPs are served besides those written here.
+    pub manager: Option<ManagerConfig>,
     /// Built from a drop-in command line (nova does the plumbing there): the checks of what the
     /// control module would set up are left out.
     #[serde(skip)]
     pub drop_in: bool,
+}
+
+/// The manager's kind: nova's network_manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManagerKind {
+    /// FlatManager: a bridge per network, no DHCP (addresses are injected), no floating IPs.
+    Flat,
+    /// FlatDHCPManager: DHCP on the networks' bridges, floating IPs.
+    #[default]
+    Flatdhcp,
+    /// VlanManager: a network, VLAN and bridge per project, numbered from `vlan_start`.
+    Vlan,
+}
+
+/// `[manager]`: nova's network manager options, with nova's defaults.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerConfig {
+    /// `flat`, `flatdhcp` (default) or `vlan`.
+    #[serde(default)]
+    pub kind: ManagerKind,
+    /// The database (default `<[state] dir>/manager.db`).
+    pub database: Option<PathBuf>,
+    /// First VLAN id given to `vlan` networks (default 100).
+    pub vlan_start: Option<u16>,
+    /// First VPN (cloudpipe) port (default 1000).
+    pub vpn_start: Option<u16>,
+    /// Addresses per network when `network-create` splits a range (default 256).
+    pub network_size: Option<u32>,
+    /// Networks `network-create` makes by default (default 1).
+    pub num_networks: Option<u32>,
+    /// The range IPv6 /64s are taken from when `use_ipv6` is on (default `fd00::/48`).
+    pub fixed_range_v6: Option<String>,
+    /// Give every new network a /64 of `fixed_range_v6` (default false).
+    #[serde(default)]
+    pub use_ipv6: bool,
+    /// The instances' domain (default `novalocal`).
+    pub dhcp_domain: Option<String>,
+    /// Every new server gets a floating IP from `default_floating_pool` (default false).
+    #[serde(default)]
+    pub auto_assign_floating_ip: bool,
+    /// The pool `floating create` and `floating allocate` use by default (default `nova`).
+    pub default_floating_pool: Option<String>,
+    /// Multinic: only each server's first interface gets a default route (default false).
+    #[serde(default)]
+    pub use_single_default_gateway: bool,
+    /// `server delete` ends the leases at once (default true).
+    pub force_dhcp_release: Option<bool>,
+    /// Enslaved to every network's bridge that names no `--bridge-interface` (nova's
+    /// flat_interface).
+    pub flat_interface: Option<String>,
+    /// VLAN devices of `vlan` networks are made on it (nova's vlan_interface).
+    pub vlan_interface: Option<String>,
+    /// Floating IPs live on it (default `[nat] public_interface`).
+    pub public_interface: Option<String>,
 }
 
 /// `[metadata]`.
@@ -281,6 +340,9 @@ impl ConfigFile {
             d.addn_hosts.iter_mut().for_each(fix);
         }
         self.state.lease_file.as_mut().map(fix);
+        if let Some(m) = &mut self.manager {
+            m.database.as_mut().map(fix);
+        }
     }
 }
 

@@ -257,6 +257,19 @@ pub struct Table {
     pub dns: Option<dns::DnsSettings>,
     /// What the control module sets up besides the networks' bridges.
     pub control: control::ControlSettings,
+    /// The manager's database, when part of the table was read from it.
+    pub manager: Option<ManagerLink>,
+}
+
+/// The manager database a table was (partly) read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerLink {
+    /// The database file.
+    pub database: PathBuf,
+    /// Its `generation` counter when the table was read: a different one means a newer state.
+    pub generation: u64,
+    /// Leases of bindings that left the table end at once (nova's force_dhcp_release).
+    pub force_dhcp_release: bool,
 }
 
 impl Drop for Table {
@@ -296,6 +309,7 @@ impl Table {
             ra_only: Vec::new(),
             dns: None,
             control: control::ControlSettings::default(),
+            manager: None,
         }
     }
 

@@ -1,0 +1,751 @@
+//! The manager's commands, as the seed teaches them with `netnode` in place of `nova`,
+//! `nova-manage` and `openstack`: tables for people, `--json` for scripts. A refusal exits
+//! non-zero with the rule that refused it, and changes nothing.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use super::network::{CreateNetwork, NetworkRow};
+use super::server::ServerCreate;
+use super::{Manager, ManagerError, Settings};
+use crate::table::build;
+use crate::table::config::ConfigFile;
+
+/// Where the config and database are, and how to print.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The daemon's config: `[state] dir` holds the database, `[manager]` the settings
+    /// (default /etc/netnode/netnode.toml; nova's defaults when that does not exist).
+    #[arg(long, short, env = "NETNODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The database, overriding the config's.
+    #[arg(long, env = "NETNODE_DATABASE")]
+    pub database: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The default config path.
+pub const DEFAULT_CONFIG: &str = "/etc/netnode/netnode.toml";
+
+/// The manager's commands.
+#[derive(Debug, Subcommand)]
+pub enum ManagerCommand {
+    /// Create a network (nova network-create's flags).
+    #[command(name = "network-create")]
+    NetworkCreate {
+        /// The flags.
+        #[command(flatten)]
+        create: Box<CreateNetwork>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List the networks.
+    #[command(name = "network-list")]
+    NetworkList {
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show one network (by label, UUID, id or range).
+    #[command(name = "network-show")]
+    NetworkShow {
+        /// The network.
+        network: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete a network (refused while a project holds it or a server uses it).
+    #[command(name = "network-delete")]
+    NetworkDelete {
+        /// The network.
+        network: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Associate a network with a project.
+    #[command(name = "network-associate")]
+    NetworkAssociate {
+        /// The network.
+        network: String,
+        /// The project.
+        #[arg(long, alias = "project-id")]
+        project: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Disassociate a network from its project.
+    #[command(name = "network-disassociate")]
+    NetworkDisassociate {
+        /// The network.
+        network: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Fixed IPs: reserve, unreserve, list.
+    Fixed {
+        /// What to do.
+        #[command(subcommand)]
+        action: FixedAction,
+    },
+    /// Floating IPs: pools and each address's life.
+    Floating {
+        /// What to do.
+        #[command(subcommand)]
+        action: FloatingAction,
+    },
+    /// Projects: scrub.
+    Project {
+        /// What to do.
+        #[command(subcommand)]
+        action: ProjectAction,
+    },
+    /// Servers: what nova-compute asked of nova-network at boot and delete.
+    Server {
+        /// What to do.
+        #[command(subcommand)]
+        action: ServerAction,
+    },
+    /// Write the manager's state in another program's files.
+    Export {
+        /// Which program.
+        #[command(subcommand)]
+        format: ExportFormat,
+    },
+}
+
+/// `fixed ...`.
+#[derive(Debug, Subcommand)]
+pub enum FixedAction {
+    /// Never allocate this address.
+    Reserve {
+        /// The address.
+        #[arg(long)]
+        address: Ipv4Addr,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Allocate this address again.
+    Unreserve {
+        /// The address.
+        #[arg(long)]
+        address: Ipv4Addr,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List fixed IPs.
+    List {
+        /// Only this network's.
+        #[arg(long)]
+        network: Option<String>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `floating ...`.
+#[derive(Debug, Subcommand)]
+pub enum FloatingAction {
+    /// Add a range to a pool.
+    Create {
+        /// The pool (default `[manager] default_floating_pool`).
+        #[arg(long)]
+        pool: Option<String>,
+        /// An address or CIDR.
+        #[arg(long = "ip_range", alias = "ip-range")]
+        ip_range: String,
+        /// The interface the addresses live on.
+        #[arg(long)]
+        interface: Option<String>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List floating IPs.
+    List {
+        /// Only this pool's.
+        #[arg(long)]
+        pool: Option<String>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove a range from its pool.
+    Delete {
+        /// An address or CIDR.
+        ip_range: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Allocate a pool's next free address to a project.
+    Allocate {
+        /// The pool.
+        #[arg(long)]
+        pool: Option<String>,
+        /// The project.
+        #[arg(long, alias = "project-id")]
+        project: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Point a floating IP at a server.
+    Associate {
+        /// The floating IP.
+        address: Ipv4Addr,
+        /// The server.
+        #[arg(long)]
+        server: String,
+        /// Which of its fixed IPs (default: the first).
+        #[arg(long)]
+        fixed_address: Option<Ipv4Addr>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Take a floating IP off its server.
+    Disassociate {
+        /// The floating IP.
+        address: Ipv4Addr,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Give a floating IP back to its pool.
+    Deallocate {
+        /// The floating IP.
+        address: Ipv4Addr,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `project ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectAction {
+    /// Disassociate every network from the project.
+    Scrub {
+        /// The project.
+        #[arg(long, alias = "project-id")]
+        project: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `server ...`.
+#[derive(Debug, Subcommand)]
+pub enum ServerAction {
+    /// Create a server: an interface and a fixed IP on each of its networks.
+    Create {
+        /// Its name.
+        name: String,
+        /// Its project.
+        #[arg(long, alias = "project-id")]
+        project: String,
+        /// Its networks, in order (default: the project's); repeat for multinic.
+        #[arg(long = "network", alias = "nic")]
+        networks: Vec<String>,
+        /// Create this many (`NAME-1`, `NAME-2`...) in one transaction.
+        #[arg(long, default_value_t = 1, alias = "min-count")]
+        count: u32,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete a server: its addresses and leases end.
+    Delete {
+        /// Its name or UUID.
+        name: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List servers.
+    List {
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show one server.
+    Show {
+        /// Its name or UUID.
+        name: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `export ...`.
+#[derive(Debug, Subcommand)]
+pub enum ExportFormat {
+    /// nova's dnsmasq files for one network: nova-<bridge>.conf (hosts), .opts, .hosts.
+    Nova {
+        /// The network.
+        #[arg(long)]
+        network: String,
+        /// Where to write them.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The manager refused or failed.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    /// The config could not be read.
+    #[error(transparent)]
+    Config(#[from] build::LoadError),
+    /// A file could not be written.
+    #[error(transparent)]
+    File(#[from] crate::durable::FileError),
+}
+
+/// The settings a command runs with.
+pub fn settings(common: &Common) -> Result<Settings, CliError> {
+    let config = match &common.config {
+        Some(path) => build::read_config(path)?,
+        None if Path::new(DEFAULT_CONFIG).exists() => {
+            build::read_config(Path::new(DEFAULT_CONFIG))?
+        }
+        None => ConfigFile::default(),
+    };
+    let mut settings = Settings::from_config(&config)?;
+    if let Some(db) = &common.database {
+        settings.database = db.clone();
+    }
+    Ok(settings)
+}
+
+fn open(common: &Common) -> Result<Manager, CliError> {
+    Ok(Manager::open(settings(common)?)?)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    let mut text =
+        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// Runs a command; returns what to print.
+pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
+    use ManagerCommand as C;
+    Ok(match cmd {
+        C::NetworkCreate { create, common } => {
+            let made = open(&common)?.network_create(&create)?;
+            if common.json {
+                json(&made)
+            } else {
+                networks_table(&made)
+            }
+        }
+        C::NetworkList { common } => {
+            let all = open(&common)?.network_list()?;
+            if common.json {
+                json(&all)
+            } else {
+                networks_table(&all)
+            }
+        }
+        C::NetworkShow { network, common } => {
+            let n = open(&common)?.network_show(&network)?;
+            if common.json {
+                json(&n)
+            } else {
+                network_detail(&n)
+            }
+        }
+        C::NetworkDelete { network, common } => {
+            let n = open(&common)?.network_delete(&network)?;
+            format!("deleted network {} ({})\n", n.label, n.cidr)
+        }
+        C::NetworkAssociate {
+            network,
+            project,
+            common,
+        } => {
+            let n = open(&common)?.network_associate(&network, &project)?;
+            format!("network {} is associated with project {project}\n", n.label)
+        }
+        C::NetworkDisassociate { network, common } => {
+            let n = open(&common)?.network_disassociate(&network)?;
+            format!("network {} is associated with no project\n", n.label)
+        }
+        C::Fixed { action } => fixed(action)?,
+        C::Floating { action } => floating(action)?,
+        C::Project {
+            action: ProjectAction::Scrub { project, common },
+        } => {
+            let labels = open(&common)?.project_scrub(&project)?;
+            if common.json {
+                json(&labels)
+            } else if labels.is_empty() {
+                format!("project {project} had no network\n")
+            } else {
+                format!(
+                    "disassociated from project {project}: {}\n",
+                    labels.join(", ")
+                )
+            }
+        }
+        C::Server { action } => server(action)?,
+        C::Export {
+            format:
+                ExportFormat::Nova {
+                    network,
+                    dir,
+                    common,
+                },
+        } => export_nova(&network, &dir, &common)?,
+    })
+}
+
+fn fixed(action: FixedAction) -> Result<String, CliError> {
+    Ok(match action {
+        FixedAction::Reserve { address, common } => {
+            open(&common)?.fixed_reserve(address)?;
+            format!("{address} is reserved\n")
+        }
+        FixedAction::Unreserve { address, common } => {
+            open(&common)?.fixed_unreserve(address)?;
+            format!("{address} is no longer reserved\n")
+        }
+        FixedAction::List { network, common } => {
+            let rows = open(&common)?.fixed_list(network.as_deref())?;
+            if common.json {
+                json(&rows)
+            } else {
+                table(
+                    &[
+                        "network",
+                        "IP address",
+                        "MAC address",
+                        "hostname",
+                        "server",
+                        "reserved",
+                        "allocated",
+                        "leased",
+                    ],
+                    rows.iter()
+                        .map(|r| {
+                            vec![
+                                r.network.clone(),
+                                r.address.to_string(),
+                                opt(&r.mac),
+                                opt(&r.hostname),
+                                opt(&r.server),
+                                r.reserved.to_string(),
+                                r.allocated.to_string(),
+                                r.leased.to_string(),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
+        }
+    })
+}
+
+fn floating(action: FloatingAction) -> Result<String, CliError> {
+    use FloatingAction as F;
+    let one = |common: &Common, r: super::floating::FloatingRow, what: &str| {
+        if common.json {
+            json(&r)
+        } else {
+            format!("floating IP {} {what}\n", r.address)
+        }
+    };
+    Ok(match action {
+        F::Create {
+            pool,
+            ip_range,
+            interface,
+            common,
+        } => {
+            let mut m = open(&common)?;
+            let n = m.floating_create(pool.as_deref(), &ip_range, interface.as_deref())?;
+            let pool = pool.unwrap_or(m.settings.default_floating_pool.clone());
+            format!("{n} floating IP(s) from {ip_range} added to pool {pool}\n")
+        }
+        F::List { pool, common } => {
+            let rows = open(&common)?.floating_list(pool.as_deref())?;
+            if common.json {
+                json(&rows)
+            } else {
+                table(
+                    &[
+                        "project",
+                        "address",
+                        "server",
+                        "fixed IP",
+                        "pool",
+                        "interface",
+                        "auto",
+                    ],
+                    rows.iter()
+                        .map(|r| {
+                            vec![
+                                opt(&r.project_id),
+                                r.address.to_string(),
+                                opt(&r.server),
+                                opt(&r.fixed_ip),
+                                r.pool.clone(),
+                                opt(&r.interface),
+                                r.auto_assigned.to_string(),
+                            ]
+                        })
+                        .collect(),
+                )
+            }
+        }
+        F::Delete { ip_range, common } => {
+            let n = open(&common)?.floating_delete(&ip_range)?;
+            format!("{n} floating IP(s) in {ip_range} deleted\n")
+        }
+        F::Allocate {
+            pool,
+            project,
+            common,
+        } => {
+            let r = open(&common)?.floating_allocate(pool.as_deref(), &project)?;
+            if common.json {
+                json(&r)
+            } else {
+                format!("{}\n", r.address)
+            }
+        }
+        F::Associate {
+            address,
+            server,
+            fixed_address,
+            common,
+        } => {
+            let r = open(&common)?.floating_associate(address, &server, fixed_address)?;
+            let to = format!("is associated with {} ({server})", opt(&r.fixed_ip));
+            one(&common, r, &to)
+        }
+        F::Disassociate { address, common } => {
+            let r = open(&common)?.floating_disassociate(address)?;
+            one(&common, r, "is disassociated")
+        }
+        F::Deallocate { address, common } => {
+            let r = open(&common)?.floating_deallocate(address)?;
+            one(&common, r, "is back in its pool")
+        }
+    })
+}
+
+fn server(action: ServerAction) -> Result<String, CliError> {
+    Ok(match action {
+        ServerAction::Create {
+            name,
+            project,
+            networks,
+            count,
+            common,
+        } => {
+            let made = open(&common)?.server_create(&ServerCreate {
+                name,
+                project,
+                networks,
+                count,
+            })?;
+            if common.json {
+                json(&made)
+            } else {
+                servers_table(&made)
+            }
+        }
+        ServerAction::Delete { name, common } => {
+            let d = open(&common)?.server_delete(&name)?;
+            if common.json {
+                json(&d)
+            } else {
+                format!(
+                    "deleted server {} ({})\n",
+                    d.server.name,
+                    d.server.networks_column()
+                )
+            }
+        }
+        ServerAction::List { common } => {
+            let all = open(&common)?.server_list()?;
+            if common.json {
+                json(&all)
+            } else {
+                servers_table(&all)
+            }
+        }
+        ServerAction::Show { name, common } => {
+            let s = open(&common)?.server_show(&name)?;
+            if common.json {
+                json(&s)
+            } else {
+                servers_table(std::slice::from_ref(&s))
+            }
+        }
+    })
+}
+
+fn export_nova(network: &str, dir: &Path, common: &Common) -> Result<String, CliError> {
+    let mut m = open(common)?;
+    let served = m.served()?;
+    let files = served
+        .nova_files(network, &m.settings)
+        .ok_or_else(|| ManagerError::NotFound {
+            what: "network",
+            name: network.to_string(),
+        })?;
+    std::fs::create_dir_all(dir).map_err(crate::durable::at(dir))?;
+    let bridge = &files.network.bridge;
+    let mut out = String::new();
+    for (ext, text) in [
+        ("conf", &files.hosts),
+        ("opts", &files.opts),
+        ("hosts", &files.addn_hosts),
+    ] {
+        let path = dir.join(format!("nova-{bridge}.{ext}"));
+        crate::durable::write_atomically(&path, text.as_bytes())?;
+        out.push_str(&format!("{}\n", path.display()));
+    }
+    Ok(out)
+}
+
+fn networks_table(rows: &[NetworkRow]) -> String {
+    table(
+        &[
+            "id",
+            "label",
+            "cidr",
+            "cidr_v6",
+            "gateway",
+            "dhcp server",
+            "bridge",
+            "vlan",
+            "project",
+        ],
+        rows.iter()
+            .map(|n| {
+                vec![
+                    n.id.to_string(),
+                    n.label.clone(),
+                    n.cidr.to_string(),
+                    opt(&n.cidr_v6),
+                    n.gateway.to_string(),
+                    n.dhcp_server.to_string(),
+                    n.bridge.clone(),
+                    opt(&n.vlan),
+                    opt(&n.project_id),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn network_detail(n: &NetworkRow) -> String {
+    let fields: Vec<(&str, String)> = vec![
+        ("id", n.id.to_string()),
+        ("uuid", n.uuid.clone()),
+        ("label", n.label.clone()),
+        ("cidr", n.cidr.to_string()),
+        ("cidr_v6", opt(&n.cidr_v6)),
+        ("gateway", n.gateway.to_string()),
+        ("gateway_v6", opt(&n.gateway_v6)),
+        ("broadcast", n.broadcast.to_string()),
+        ("dhcp_server", n.dhcp_server.to_string()),
+        ("dhcp_start", n.dhcp_start.to_string()),
+        ("bridge", n.bridge.clone()),
+        ("bridge_interface", opt(&n.bridge_interface)),
+        ("vlan", opt(&n.vlan)),
+        ("vpn_public_port", opt(&n.vpn_public_port)),
+        ("vpn_private_address", opt(&n.vpn_private_address)),
+        ("dns1", opt(&n.dns1)),
+        ("dns2", opt(&n.dns2)),
+        ("mtu", opt(&n.mtu)),
+        ("enable_dhcp", n.enable_dhcp.to_string()),
+        ("share_address", n.share_address.to_string()),
+        ("multi_host", n.multi_host.to_string()),
+        ("project_id", opt(&n.project_id)),
+    ];
+    table(
+        &["Property", "Value"],
+        fields
+            .into_iter()
+            .map(|(k, v)| vec![k.to_string(), v])
+            .collect(),
+    )
+}
+
+fn servers_table(rows: &[super::server::ServerRow]) -> String {
+    table(
+        &["ID", "Name", "Project", "Networks"],
+        rows.iter()
+            .map(|s| {
+                vec![
+                    s.uuid.clone(),
+                    s.name.clone(),
+                    s.project_id.clone(),
+                    s.networks_column(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// A table with borders, as the nova and openstack clients print them.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let rule: String = widths
+        .iter()
+        .map(|w| format!("+{}", "-".repeat(w + 2)))
+        .collect::<String>()
+        + "+\n";
+    let line = |cells: Vec<&str>| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("| {c:<w$} "))
+            .collect::<String>()
+            + "|\n"
+    };
+    let mut out = rule.clone();
+    out.push_str(&line(headers.to_vec()));
+    out.push_str(&rule);
+    for r in &rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out.push_str(&rule);
+    out
+}

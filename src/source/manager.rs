@@ -1,0 +1,113 @@
+//! The manager's database as a table source: a config with `[manager]` is served with the
+//! database's networks, servers and floating IPs added to what the config itself lists, and the
+//! daemon learns of every change within a fraction of a second.
+//!
+//! How the daemon learns of a change: every served change bumps the database's `generation`
+//! counter in the same transaction. The daemon watches the database's files with inotify (a
+//! commit writes the WAL file from whichever process made it: a CLI command, another
+//! manager), and on each write compares `generation` with the one its table was built from.
+//! No polling, no socket to keep in step, and a command needs no running daemon: it commits
+//! and the daemon catches up, even after a restart. Writes that serve nothing new (the DHCP
+//! service's own `leased` flags, checkpoints) leave `generation` alone and cost one read.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::files::Watcher;
+use crate::manager::{self, Manager, ManagerError, Settings};
+use crate::table::config::ConfigFile;
+use crate::table::ManagerLink;
+
+/// Adds the database's networks, instances and floating IPs to `config`; returns the link the
+/// table keeps (the database and the generation read).
+pub fn merge(config: &mut ConfigFile) -> Result<ManagerLink, ManagerError> {
+    let settings = Settings::from_config(config)?;
+    let mut m = Manager::open(settings.clone())?;
+    let served = m.served()?;
+    config.network.extend(served.network_configs(&settings));
+    config.instance.extend(served.instance_configs());
+    config.floating.extend(served.floating_configs());
+    if let (Some(i), Some(nat)) = (&settings.public_interface, config.nat.as_mut()) {
+        nat.public_interface.get_or_insert_with(|| i.clone());
+    }
+    Ok(ManagerLink {
+        database: settings.database,
+        generation: served.generation,
+        force_dhcp_release: settings.force_dhcp_release,
+    })
+}
+
+/// Waits for served changes in a manager database.
+pub struct DbWatch {
+    database: PathBuf,
+    files: Watcher,
+    conn: Connection,
+}
+
+impl DbWatch {
+    /// Watches `database` (its file and its WAL). Must be called inside a tokio runtime.
+    pub fn new(database: &Path) -> Result<DbWatch, io::Error> {
+        let mut files = Watcher::new()?;
+        let mut wal = database.as_os_str().to_owned();
+        wal.push("-wal");
+        files.watch(&[database.to_path_buf(), PathBuf::from(wal)]);
+        let conn = manager::connect(database).map_err(io::Error::other)?;
+        Ok(DbWatch {
+            database: database.to_path_buf(),
+            files,
+            conn,
+        })
+    }
+
+    /// The database watched.
+    pub fn database(&self) -> &Path {
+        &self.database
+    }
+
+    /// Returns once the database's generation differs from `served` (at once if it already
+    /// does), then lets a stream of commits settle: 20 ms of quiet, or 100 ms at most, so a
+    /// boot storm is served in steps rather than once it ends.
+    ///
+    /// A write to the WAL comes before its commit is visible (the commit's last step updates
+    /// the shared-memory index, which inotify does not see), so after each write the
+    /// generation is read again every 5 ms until it moves, or for a second: a commit is never
+    /// missed, and an idle database costs nothing.
+    pub async fn changed(&mut self, served: u64) -> io::Result<()> {
+        const QUIET: Duration = Duration::from_millis(20);
+        const LONGEST: Duration = Duration::from_millis(100);
+        const RECHECK: Duration = Duration::from_millis(5);
+        const RECHECK_FOR: Duration = Duration::from_secs(1);
+        let moved = |conn: &Connection| match manager::generation(conn) {
+            Ok(g) => g != served,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the manager database's generation failed");
+                false
+            }
+        };
+        'wait: loop {
+            if moved(&self.conn) {
+                break;
+            }
+            self.files.changed().await?;
+            let until = tokio::time::Instant::now() + RECHECK_FOR;
+            while tokio::time::Instant::now() < until {
+                if moved(&self.conn) {
+                    break 'wait;
+                }
+                tokio::time::sleep(RECHECK).await;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + LONGEST;
+        while tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + QUIET),
+            self.files.changed(),
+        )
+        .await
+        .is_ok()
+        {}
+        Ok(())
+    }
+}
