@@ -135,6 +135,15 @@ pub fn report(table: &Table, bridge_exists: &dyn Fn(&str) -> bool) -> Report {
             table.instances.len()
         );
     }
+    if let Some(m) = &table.manager {
+        let _ = writeln!(
+            out,
+            "manager: database {} (generation {}), {} servers; changes are served within a second",
+            m.database.display(),
+            m.generation,
+            table.instances.len()
+        );
+    }
     let c = &table.control;
     if c.enabled || !c.floating.is_empty() || c.public_interface.is_some() {
         let _ = writeln!(

@@ -13,7 +13,11 @@ use std::time::Duration;
 
 use crate::lab::clients::{parse_dhcpcd_output, Acquired, ClientKind, ClientRun};
 use crate::lab::{self, Daemon, Instance, Lab};
+use crate::manager::network::CreateNetwork;
+use crate::manager::server::ServerCreate;
+use crate::manager::{Manager, Settings};
 use crate::table::ipv6::{self, Backend};
+use crate::table::MacAddr;
 
 /// Why the demo did not finish (after it removed its lab).
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +47,12 @@ pub enum DemoError {
         /// Why.
         source: std::io::Error,
     },
-    /// Some instance got no lease, no SLAAC address or no metadata.
-    #[error("{failed} instance(s) got no lease, {no_slaac} formed no SLAAC address, {no_metadata} read no metadata")]
+    /// The manager refused or failed.
+    #[error("manager: {0}")]
+    Manager(#[from] crate::manager::ManagerError),
+    /// Some instance got no lease, no SLAAC address or no metadata, or the floating IP was
+    /// not reached.
+    #[error("{failed} instance(s) got no lease, {no_slaac} formed no SLAAC address, {no_metadata} read no metadata, {no_floating} floating IP not reached")]
     Incomplete {
         /// Instances without a lease.
         failed: usize,
@@ -52,6 +60,8 @@ pub enum DemoError {
         no_slaac: usize,
         /// Instances that read no metadata.
         no_metadata: usize,
+        /// The floating IP was not reached from outside (0 or 1).
+        no_floating: usize,
     },
 }
 
@@ -62,22 +72,6 @@ fn step(what: &'static str) -> impl FnOnce(std::io::Error) -> DemoError {
 
 /// Where instances find their metadata.
 const METADATA_IP: &str = "169.254.169.254";
-
-/// An `[[instance]]` record per lab instance, joined to its binding by MAC.
-fn instances_toml(lab: &Lab) -> String {
-    lab.instances
-        .iter()
-        .enumerate()
-        .map(|(i, inst)| {
-            format!(
-                "[[instance]]\nuuid = \"00000000-0000-4000-8000-{:012x}\"\nname = \"vm-{n}\"\nhostname = \"vm-{n}\"\nmac = \"{}\"\nproject_id = \"demo\"\nid = {n}\nuser_data = \"#cloud-config\\n\"\n",
-                i + 1,
-                inst.mac,
-                n = i + 1
-            )
-        })
-        .collect()
-}
 
 /// The instance's EC2 instance-id, fetched from inside it (curl, or netnode's own GET).
 fn fetch_instance_id(inst: &Instance) -> std::io::Result<String> {
@@ -195,46 +189,70 @@ pub fn run(opts: &DemoOptions) -> Result<(), DemoError> {
     result
 }
 
+/// The outside of the node: `pub0` (198.19.0.1/16) in the server namespace, cabled to `out0`
+/// (198.19.0.2/16) in a namespace of its own, from which floating IPs are reached.
+fn outside(lab: &Lab) -> std::io::Result<lab::Netns> {
+    let tag = lab
+        .server
+        .name()
+        .rsplit('-')
+        .next()
+        .unwrap_or("0")
+        .to_string();
+    let out = lab::Netns::add(&format!("nn-demo-out-{tag}"))?;
+    let (a, b) = (format!("nd{tag}p"), format!("nd{tag}o"));
+    lab::ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])?;
+    lab::ip(&["link", "set", &a, "netns", lab.server.name()])?;
+    lab::ip(&["link", "set", &b, "netns", out.name()])?;
+    lab.server.ip(&["link", "set", &a, "name", "pub0"])?;
+    lab.server
+        .ip(&["addr", "add", "198.19.0.1/16", "dev", "pub0"])?;
+    lab.server.ip(&["link", "set", "pub0", "up"])?;
+    out.ip(&["link", "set", &b, "name", "out0"])?;
+    out.ip(&["addr", "add", "198.19.0.2/16", "dev", "out0"])?;
+    out.ip(&["link", "set", "out0", "up"])?;
+    Ok(out)
+}
+
+/// The floating IP the demo associates with vm-1.
+const FLOATING: &str = "198.19.26.170";
+
 fn serve_and_report(
     lab: &Lab,
     kind: Option<ClientKind>,
     opts: &DemoOptions,
     stop: &AtomicBool,
 ) -> Result<(), DemoError> {
-    let hosts: String = lab
-        .instances
-        .iter()
-        .enumerate()
-        .map(|(i, inst)| {
-            format!(
-                "{},vm-{}.novalocal,{}\n",
-                inst.mac,
-                i + 1,
-                lab.instance_ip(i + 1)
-            )
-        })
-        .collect();
-    let write = step("writing the lab's files");
-    fs::write(lab.dir.join("nova-br100.conf"), hosts)
-        .and_then(|()| {
-            fs::write(
-                lab.dir.join("nova-br100.opts"),
-                format!("3,{}\n", lab.server_ip),
-            )
-        })
-        .map_err(write)?;
+    let out = outside(lab).map_err(step("building the outside namespace"))?;
     let config = lab.dir.join("netnode.toml");
     fs::write(
         &config,
         format!(
-            "[[network]]\nname = \"vmnet\"\nbridge = \"{}\"\ncidr = \"{}\"\ngateway = \"{}\"\nlease_time = \"1h\"\ndomain = \"novalocal\"\nhosts_file = \"nova-br100.conf\"\nopts_file = \"nova-br100.opts\"\ncidr_v6 = \"{V6_PREFIX}/64\"\n[network.ra]\nprofile = \"nova\"\n[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n[metadata]\nlisten = \"{METADATA_IP}:80\"\n{}",
-            lab.bridge,
-            lab.cidr(),
-            lab.server_ip,
-            instances_toml(lab)
+            "[state]\ndir = \"state\"\nlease_file = \"state/dnsmasq.leases\"\n\
+             [manager]\n[manager.ra]\nprofile = \"nova\"\n\
+             [metadata]\nlisten = \"{METADATA_IP}:80\"\n\
+             [control]\nenabled = true\n[nat]\npublic_interface = \"pub0\"\n"
         ),
     )
     .map_err(step("writing netnode's config"))?;
+    // The operator's commands, as `netnode network-create` and `netnode floating create`.
+    let parsed = crate::table::build::read_config(&config)
+        .map_err(|e| step("reading netnode's config")(std::io::Error::other(e)))?;
+    let mut manager = Manager::open(Settings::from_config(&parsed)?)?;
+    manager.network_create(&CreateNetwork {
+        label: Some("vmnet".into()),
+        fixed_range_v4: Some(lab.cidr()),
+        fixed_range_v6: Some(format!("{V6_PREFIX}/48")),
+        gateway: Some(lab.server_ip),
+        bridge: Some(lab.bridge.clone()),
+        ..CreateNetwork::default()
+    })?;
+    manager.floating_create(None, &format!("{FLOATING}/31"), None)?;
+    println!(
+        "manager: network vmnet {} on {}, floating pool nova {FLOATING}/31",
+        lab.cidr(),
+        lab.bridge
+    );
     // The metadata address lives on the bridge, as the DNAT target does on a network node.
     lab.server
         .ip(&[
@@ -266,7 +284,38 @@ fn serve_and_report(
     let mut rows = Vec::new();
     for (i, inst) in lab.instances.iter().enumerate() {
         interrupted(stop)?;
+        // nova-compute's part: the server is created, its VIF's MAC goes on the instance's NIC.
+        let server = manager.server_create(&ServerCreate {
+            name: format!("vm-{}", i + 1),
+            project: "demo".into(),
+            networks: Vec::new(),
+            count: 1,
+        })?;
+        let mac: MacAddr = server
+            .first()
+            .and_then(|s| s.addresses.first())
+            .and_then(|n| n.mac.parse().ok())
+            .unwrap_or(inst.mac);
+        for args in [
+            &["link", "set", &inst.iface, "down"][..],
+            &["link", "set", &inst.iface, "address", &mac.to_string()],
+            &["link", "set", &inst.iface, "up"],
+        ] {
+            inst.ns
+                .ip(args)
+                .map_err(step("plugging the instance's interface"))?;
+        }
         let got = obtain(lab, inst, kind);
+        if let Ok(Acquired {
+            router: Some(router),
+            ..
+        }) = &got
+        {
+            // What a client's hook does with option 3; replies to the outside go this way.
+            let _ = inst
+                .ns
+                .ip(&["route", "replace", "default", "via", &router.to_string()]);
+        }
         let instance_id = match &got {
             Ok(_) => fetch_instance_id(inst).unwrap_or_else(|e| format!("error: {e}")),
             Err(_) => "-".into(),
@@ -275,15 +324,30 @@ fn serve_and_report(
             instance_id,
             index: i + 1,
             inst,
+            mac,
             got,
             slaac: None,
         });
+    }
+    // `netnode floating allocate` and `floating associate` to vm-1, then a ping from outside.
+    let floating: std::net::Ipv4Addr = FLOATING.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    manager.floating_allocate(None, "demo")?;
+    manager.floating_associate(floating, "vm-1", None)?;
+    let mut reached = false;
+    for _ in 0..50 {
+        interrupted(stop)?;
+        reached = lab::run(out.command("ping").args(["-c", "1", "-W", "1", FLOATING]))
+            .is_ok_and(|o| o.status.success());
+        if reached || !lab::have("ping") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     // The kernels form their SLAAC addresses from netnode's router advertisements.
     for _ in 0..80 {
         interrupted(stop)?;
         for row in rows.iter_mut().filter(|r| r.slaac.is_none()) {
-            let want = ipv6::instance_address(V6_PREFIX, 64, row.inst.mac, Backend::Rfc2462, None);
+            let want = ipv6::instance_address(V6_PREFIX, 64, row.mac, Backend::Rfc2462, None);
             if let Some(want) = want
                 .ok()
                 .filter(|w| Lab::slaac_addresses(row.inst).contains(w))
@@ -299,6 +363,28 @@ fn serve_and_report(
     interrupted(stop)?;
     println!();
     print!("{}", render(&rows, kind));
+    println!("\nnetnode server list:");
+    print!(
+        "{}",
+        crate::manager::cli::table(
+            &["Name", "Networks"],
+            manager
+                .server_list()?
+                .iter()
+                .map(|s| vec![s.name.clone(), s.networks_column()])
+                .collect(),
+        )
+    );
+    let ping_note = if lab::have("ping") {
+        if reached {
+            "reached from outside (ping from out0: yes)"
+        } else {
+            "NOT reached from outside"
+        }
+    } else {
+        "not pinged (iputils-ping is not installed)"
+    };
+    println!("floating IP {FLOATING} -> vm-1: {ping_note}");
     // The lease file is rewritten within a second of a change.
     let lease_file = lab.dir.join("state/dnsmasq.leases");
     let want = rows.iter().filter(|r| r.got.is_ok()).count();
@@ -316,26 +402,31 @@ fn serve_and_report(
     }
     if opts.hold {
         println!(
-            "\nserving until Ctrl-C (netnode log: {})",
-            daemon.log.display()
+            "\nserving until Ctrl-C (netnode log: {}; the manager's commands work meanwhile with NETNODE_CONFIG={})",
+            daemon.log.display(),
+            config.display()
         );
         while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     let _ = daemon.stop();
+    // What the control module made in the namespace goes with it; the outside goes too.
+    drop(out);
     let failed = rows.iter().filter(|r| r.got.is_err()).count();
     let no_slaac = rows.iter().filter(|r| r.slaac.is_none()).count();
     let no_metadata = rows
         .iter()
         .filter(|r| !r.instance_id.starts_with("i-"))
         .count();
-    if failed > 0 || no_slaac > 0 || no_metadata > 0 {
+    let no_floating = usize::from(lab::have("ping") && !reached);
+    if failed > 0 || no_slaac > 0 || no_metadata > 0 || no_floating > 0 {
         eprintln!("\nnetnode log:\n{}", daemon.log_text());
         return Err(DemoError::Incomplete {
             failed,
             no_slaac,
             no_metadata,
+            no_floating,
         });
     }
     Ok(())
@@ -389,6 +480,8 @@ struct Row<'a> {
     instance_id: String,
     index: usize,
     inst: &'a Instance,
+    /// The MAC the manager gave its interface.
+    mac: MacAddr,
     got: std::io::Result<Acquired>,
     /// The EUI-64 address netnode computes, once the kernel has formed exactly it.
     slaac: Option<Ipv6Addr>,
@@ -403,7 +496,7 @@ fn render(rows: &[Row<'_>], kind: Option<ClientKind>) -> String {
         "instance", "mac", "client", "address", "netmask", "router", "hostname", "domain", "lease", "metadata",
     );
     for row in rows {
-        let (i, inst) = (row.index, row.inst);
+        let i = row.index;
         let slaac = row
             .slaac
             .map_or_else(|| "not formed".to_string(), |a| a.to_string());
@@ -414,7 +507,7 @@ fn render(rows: &[Row<'_>], kind: Option<ClientKind>) -> String {
                     out,
                     "{:<10} {:<18} {:<9} {:<14} {:<16} {:<13} {:<8} {:<10} {:>6}  {:<11} {slaac}",
                     format!("vm-{i}"),
-                    inst.mac.to_string(),
+                    row.mac.to_string(),
                     client,
                     s(a.ip.map(|v| v.to_string())),
                     s(a.mask.map(|v| v.to_string())),
@@ -430,7 +523,7 @@ fn render(rows: &[Row<'_>], kind: Option<ClientKind>) -> String {
                     out,
                     "{:<10} {:<18} {:<9} NO LEASE: {e}  {slaac}",
                     format!("vm-{i}"),
-                    inst.mac.to_string(),
+                    row.mac.to_string(),
                     client
                 );
             }

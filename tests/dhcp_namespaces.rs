@@ -313,8 +313,14 @@ fn the_demo_runs_and_cleans_up() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The manager allocated from the bottom of the range and the floating IP was reached.
+    assert!(text.contains("vmnet=198.18.0.2, 198.19.26.170"), "{text}");
     assert!(
-        text.contains("198.18.0.10") && text.contains("198.18.0.11") && text.contains("vm-2"),
+        text.contains("198.18.0.2") && text.contains("198.18.0.3") && text.contains("vm-2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reached from outside (ping from out0: yes)") || !netnode::lab::have("ping"),
         "{text}"
     );
     let after = String::from_utf8_lossy(

@@ -225,6 +225,7 @@ impl Served {
                     host,
                     cidr_v6: n.cidr_v6.map(|p| p.to_string()),
                     gateway_v6: n.gateway_v6,
+                    ra: settings.ra.clone(),
                     bridge_interface,
                     vlan,
                     vlan_interface,

@@ -110,6 +110,8 @@ pub struct Settings {
     pub vlan_interface: Option<String>,
     /// Floating IPs live on it.
     pub public_interface: Option<String>,
+    /// Router advertisement settings of its networks.
+    pub ra: crate::table::ra::RaConfig,
 }
 
 impl Settings {
@@ -145,6 +147,7 @@ impl Settings {
             default_floating_pool: m.default_floating_pool.unwrap_or_else(|| "nova".into()),
             use_single_default_gateway: m.use_single_default_gateway,
             force_dhcp_release: m.force_dhcp_release.unwrap_or(true),
+            ra: m.ra,
             flat_interface: m.flat_interface,
             vlan_interface: m.vlan_interface,
             public_interface: m

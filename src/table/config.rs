@@ -95,6 +95,10 @@ pub struct ManagerConfig {
     pub vlan_interface: Option<String>,
     /// Floating IPs live on it (default `[nat] public_interface`).
     pub public_interface: Option<String>,
+    /// Router advertisements of every manager network with an IPv6 prefix (radvd's names, as
+    /// `[network.ra]`).
+    #[serde(default)]
+    pub ra: super::ra::RaConfig,
 }
 
 /// `[metadata]`.
