@@ -25,5 +25,6 @@ pub mod server;
 pub mod service;
 pub mod source;
 pub mod stats;
+pub mod storm;
 pub mod table;
 pub mod timer;

@@ -102,7 +102,7 @@ impl std::fmt::Display for LoadReport {
     }
 }
 
-fn relay_socket(iface: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
+pub(crate) fn relay_socket(iface: &str, addr: Ipv4Addr) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.bind_device(Some(iface.as_bytes()))?;
@@ -315,7 +315,7 @@ fn drive(
 const BATCH: usize = 64;
 
 /// xid, message type (option 53) and yiaddr of a reply, read without a full decode.
-fn reply_fields(p: &[u8]) -> Option<(u32, u8, Ipv4Addr)> {
+pub(crate) fn reply_fields(p: &[u8]) -> Option<(u32, u8, Ipv4Addr)> {
     if p.first() != Some(&2) {
         return None;
     }

@@ -97,6 +97,46 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
     },
+    /// A boot storm: create instances (through the manager, or nova's hosts file and SIGHUP)
+    /// while a relay agent DHCPs each at once; prints creates/s and create-to-ACK latency.
+    Storm {
+        /// Instances to create.
+        #[arg(long, default_value_t = 1000)]
+        instances: u32,
+        /// Creates per second (0: as fast as they go).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// The manager's database (manager mode).
+        #[arg(long)]
+        database: Option<PathBuf>,
+        /// Servers per transaction (manager mode).
+        #[arg(long, default_value_t = 1)]
+        batch: u32,
+        /// nova's way: the hosts file to rewrite per instance...
+        #[arg(long, requires = "hup_pid")]
+        hosts_file: Option<PathBuf>,
+        /// ...and the server to SIGHUP after each write.
+        #[arg(long)]
+        hup_pid: Option<i32>,
+        /// nova's way: the network the addresses come from (from its .10).
+        #[arg(long, default_value = "198.18.0.0")]
+        network: std::net::Ipv4Addr,
+        /// Interface the relay agent sends on.
+        #[arg(long)]
+        iface: String,
+        /// The relay agent's address.
+        #[arg(long)]
+        relay: std::net::Ipv4Addr,
+        /// The DHCP server.
+        #[arg(long)]
+        server: std::net::Ipv4Addr,
+        /// Milliseconds before a DISCOVER or REQUEST is sent again.
+        #[arg(long, default_value_t = 100)]
+        retry_ms: u64,
+        /// Seconds after which an instance not ACKed counts as lost.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Fetch a URL with a plain HTTP/1.0 GET and print the body (exit 1 unless 200).
     HttpGet {
         /// `http://host[:port]/path`.
@@ -215,7 +255,7 @@ const CHECK_HELP: &str = "Load a config and every file it names, print each netw
 Exit status: 0 when everything loads; 1 when the config cannot be loaded at all (the error names the file, and the network and key that refer to it); 2 when a line was skipped or an instance cannot be identified (the rest would be served).";
 
 /// Commands for developers and benchmarks, listed apart in `--help`.
-const TOOLS: &[&str] = &["bench", "client", "http-get", "http-null"];
+const TOOLS: &[&str] = &["bench", "client", "http-get", "http-null", "storm"];
 
 /// The top-level help, with operator commands first and the tools under their own heading.
 /// The manager's commands, listed apart in the help.
@@ -427,6 +467,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 project.as_deref(),
             )?;
             emit(&format!("{addr}\n"));
+        }
+        Command::Storm {
+            instances,
+            rate,
+            database,
+            batch,
+            hosts_file,
+            hup_pid,
+            network,
+            iface,
+            relay,
+            server,
+            retry_ms,
+            timeout,
+        } => {
+            use netnode::storm::{Creator, StormConfig};
+            let creator = match (database, hosts_file, hup_pid) {
+                (Some(database), None, _) => Creator::Manager { database, batch },
+                (None, Some(path), Some(pid)) => Creator::HostsFile { path, pid, network },
+                _ => bail!(
+                    "give --database (the manager) or --hosts-file with --hup-pid (nova's way)"
+                ),
+            };
+            let report = netnode::storm::run(&StormConfig {
+                creator,
+                instances,
+                rate,
+                iface,
+                relay,
+                server,
+                retry: Duration::from_millis(retry_ms),
+                timeout: Duration::from_secs(timeout),
+            })?;
+            emit(&format!("{report}\n"));
         }
         Command::HttpGet { url } => {
             let (status, body) =

@@ -144,7 +144,9 @@ impl Server {
     /// last good table keeps serving.
     pub async fn reload(&mut self, why: Reload) {
         let source = self.source.clone();
+        let started = tokio::time::Instant::now();
         let loaded = tokio::task::spawn_blocking(move || source.load()).await;
+        let took_ms = started.elapsed().as_millis() as u64;
         let table = match loaded {
             Ok(Ok(table)) => table,
             Ok(Err(e)) => {
@@ -163,7 +165,10 @@ impl Server {
             w.watch(&build::unique_sources(&table));
         }
         self.db_watch = watch_database(&table, self.db_watch.take());
-        log_table(&table, &format!("table reloaded ({})", describe(why)));
+        log_table(
+            &table,
+            &format!("table reloaded ({}) in {took_ms} ms", describe(why)),
+        );
         let table = Arc::new(table);
         self.ctx.table.store(table.clone());
         for s in &mut self.services {

@@ -501,3 +501,76 @@ fn nova_files_exported_drive_debian_dnsmasq_to_the_same_answer() {
     assert_eq!(from_dnsmasq, from_netnode);
     assert_eq!(from_netnode.trim(), format!("ip={fixed} router=198.18.0.1"));
 }
+
+#[test]
+fn the_daemon_follows_the_database_through_restarts_a_deleted_file_and_a_restore() {
+    if !can_run("manager: restarts", &[]) {
+        return;
+    }
+    let mut c = Cloud::build("mops", 3, "");
+    c.ok(&[
+        "network-create",
+        "vmnet",
+        "--fixed-range-v4",
+        "198.18.0.0/24",
+        "--bridge",
+        "br100",
+    ]);
+    // Created while no daemon runs: served once it starts.
+    let s1 = c.create("vm-1", 0, &["eth0"], &[]);
+    c.start();
+    let ip1 = s1["addresses"][0]["address"].as_str().unwrap().to_string();
+    let got = udhcpc(&c.lab.dir, &c.lab.instances[0].ns, "eth0", "3").expect("served");
+    assert!(got.contains(&ip1), "{got}");
+    // A second daemon on the same state directory is refused; the first keeps serving.
+    let second = c
+        .lab
+        .server
+        .command(common::netnode())
+        .args(["serve", "--config", c.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "a second daemon started");
+    // Killed (no clean stop) and started again: the lease and the bindings are all there.
+    c.daemon.as_mut().unwrap().kill9().unwrap();
+    c.daemon = None;
+    let s2 = c.create("vm-2", 1, &["eth0"], &[]);
+    c.start();
+    let ip2 = s2["addresses"][0]["address"].as_str().unwrap().to_string();
+    let got =
+        udhcpc(&c.lab.dir, &c.lab.instances[1].ns, "eth0", "3").expect("served after a crash");
+    assert!(got.contains(&ip2), "{got}");
+    assert!(c.leased(&ip1), "the first lease survived the crash");
+    // The database file deleted under the daemon: a missing database is not an empty one, so
+    // everything is still served.
+    let db = c.lab.dir.join("state/manager.db");
+    let backup = c.lab.dir.join("manager.backup.db");
+    c.ok(&["fixed", "list"]); // a checkpointed, quiet database
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(format!(".backup {}", backup.display()))
+        .output();
+    let have_sqlite3 = out.as_ref().is_ok_and(|o| o.status.success());
+    if !have_sqlite3 {
+        fs::copy(&db, &backup).unwrap();
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let got = udhcpc(&c.lab.dir, &c.lab.instances[0].ns, "eth0", "3").expect("still served");
+    assert!(got.contains(&ip1), "{got}");
+    assert!(c.log().contains("database file is gone"), "{}", c.log());
+    // Restored (a new file in its place): read, and served within a second.
+    fs::copy(&backup, &db).unwrap();
+    eventually(
+        "the restored database is read",
+        Duration::from_secs(3),
+        || c.log().contains("database file was replaced"),
+    );
+    let s3 = c.create("vm-3", 2, &["eth0"], &[]);
+    let ip3 = s3["addresses"][0]["address"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_secs(1));
+    let got = udhcpc(&c.lab.dir, &c.lab.instances[2].ns, "eth0", "1").expect("served");
+    assert!(got.contains(&ip3), "{got}");
+}

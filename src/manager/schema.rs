@@ -109,6 +109,12 @@ pub enum SchemaError {
 /// Applies every migration the database lacks; returns its version now.
 pub fn migrate(conn: &mut Connection) -> Result<u32, SchemaError> {
     let known = MIGRATIONS.len() as u32;
+    // Up to date (the usual case): no write transaction, so readers such as the daemon never
+    // queue behind a storm of writers for the lock.
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found == known {
+        return Ok(found);
+    }
     loop {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;

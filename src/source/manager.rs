@@ -45,6 +45,13 @@ pub struct DbWatch {
     database: PathBuf,
     files: Watcher,
     conn: Connection,
+    /// The database file's inode when `conn` opened it (a file deleted and made anew, say by
+    /// a restore, is another database: the watch opens it and the daemon reloads).
+    inode: Option<u64>,
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).ok()?).into()
 }
 
 impl DbWatch {
@@ -59,6 +66,7 @@ impl DbWatch {
             database: database.to_path_buf(),
             files,
             conn,
+            inode: inode(database),
         })
     }
 
@@ -92,6 +100,22 @@ impl DbWatch {
                 break;
             }
             self.files.changed().await?;
+            match inode(&self.database) {
+                now if now == self.inode => {}
+                // Deleted: keep serving the last table (a missing database is not an empty
+                // one); a file that appears in its place is read.
+                None => {
+                    tracing::warn!(database = %self.database.display(), "the manager's database file is gone; still serving the last table");
+                    self.inode = None;
+                    continue;
+                }
+                Some(_) => {
+                    tracing::warn!(database = %self.database.display(), "the manager's database file was replaced; reading the new one");
+                    self.conn = manager::connect(&self.database).map_err(io::Error::other)?;
+                    self.inode = inode(&self.database);
+                    break;
+                }
+            }
             let until = tokio::time::Instant::now() + RECHECK_FOR;
             while tokio::time::Instant::now() < until {
                 if moved(&self.conn) {
