@@ -3,32 +3,23 @@
 
 use std::path::Path;
 
-use crate::dhcp::script::{Action, Event};
 use crate::manager::leases::LeaseEvent;
 use crate::manager::{Manager, Settings};
 
 /// Applies a batch, opening the database when `manager` is `None`; returns the connection to
 /// keep (none after a failure, so the next batch opens it afresh).
-pub fn apply(manager: Option<Manager>, db: &Path, batch: &[Event]) -> Option<Manager> {
+pub fn apply(manager: Option<Manager>, db: &Path, events: &[LeaseEvent]) -> Option<Manager> {
     let mut manager = match manager {
         Some(m) => m,
         None => match Manager::open(Settings::with_database(db.to_path_buf())) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, events = batch.len(), "cannot record lease events in the manager's database");
+                tracing::warn!(error = %e, events = events.len(), "cannot record lease events in the manager's database");
                 return None;
             }
         },
     };
-    let events: Vec<LeaseEvent> = batch
-        .iter()
-        .map(|e| LeaseEvent {
-            leased: e.action != Action::Del,
-            ip: e.lease.ip,
-            mac: e.lease.mac,
-        })
-        .collect();
-    match manager.lease_events(&events) {
+    match manager.lease_events(events) {
         Ok(applied) => {
             if applied.strangers > 0 {
                 tracing::debug!(

@@ -128,6 +128,14 @@ impl ScriptRunner {
                     Sink::Manager(db) => {
                         let db = db.clone();
                         let taken = manager.take();
+                        let batch: Vec<crate::manager::leases::LeaseEvent> = batch
+                            .iter()
+                            .map(|e| crate::manager::leases::LeaseEvent {
+                                leased: e.action != Action::Del,
+                                ip: e.lease.ip,
+                                mac: e.lease.mac,
+                            })
+                            .collect();
                         let done = tokio::task::spawn_blocking(move || {
                             crate::dhcp::manager_sink::apply(taken, &db, &batch)
                         })

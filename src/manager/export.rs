@@ -16,29 +16,6 @@ use crate::table::control::FloatingConfig;
 /// one option line (`tag:...,3`, "send no router") serves all of them.
 pub const NO_DEFAULT_ROUTE_TAG: &str = "netnode-no-default-route";
 
-/// A network's uplink as config keys: (`vlan`, `vlan_interface`, `bridge_interface`).
-pub type UplinkKeys = (Option<u32>, Option<String>, Option<String>);
-
-/// How a network's bridge reaches the wire: its VLAN on `[manager] vlan_interface` (when that
-/// is set and the network names no interface of its own), else its `--bridge-interface`, else
-/// `[manager] flat_interface`, else nothing.
-pub fn uplink(
-    settings: &super::Settings,
-    vlan: Option<u16>,
-    interface: Option<&str>,
-) -> UplinkKeys {
-    match (vlan, &settings.vlan_interface, interface) {
-        (Some(v), Some(parent), None) => (Some(u32::from(v)), Some(parent.clone()), None),
-        _ => (
-            None,
-            None,
-            interface
-                .map(str::to_string)
-                .or_else(|| settings.flat_interface.clone()),
-        ),
-    }
-}
-
 /// One allocated fixed IP with what serving it needs.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Binding {
@@ -187,7 +164,7 @@ impl Served {
             .iter()
             .map(|(n, bindings)| {
                 let (vlan, vlan_interface, bridge_interface) =
-                    uplink(settings, n.vlan, n.bridge_interface.as_deref());
+                    settings.uplink(n.vlan, n.bridge_interface.as_deref());
                 let host = if dhcp && n.enable_dhcp {
                     bindings
                         .iter()

@@ -187,7 +187,7 @@ impl Manager {
     ) -> Result<FloatingRow> {
         self.change(|c| {
             let f = get(c.db(), address)?;
-            let s = super::server::find(c.db(), server)?;
+            let s = server_of(c.db(), server)?;
             match &f.project_id {
                 None => {
                     return Err(ManagerError::Refused(format!(
@@ -209,7 +209,7 @@ impl Manager {
                 )));
             }
             let target = match fixed {
-                Some(a) if s.addresses.iter().any(|n| n.address == a) => a,
+                Some(a) if s.addresses.contains(&a) => a,
                 Some(a) => {
                     return Err(ManagerError::Refused(format!(
                         "{a} is not a fixed IP of server {server:?}"
@@ -218,7 +218,7 @@ impl Manager {
                 None => s
                     .addresses
                     .first()
-                    .map(|n| n.address)
+                    .copied()
                     .ok_or_else(|| ManagerError::Refused(format!("server {server:?} has no fixed IP")))?,
             };
             if let Some(other) = c
@@ -275,6 +275,36 @@ impl Manager {
             get(c.db(), address)
         })
     }
+}
+
+/// What associating needs of a server (by name or UUID): its project and its fixed IPs, the
+/// first interface's first.
+struct Target {
+    project_id: String,
+    addresses: Vec<Ipv4Addr>,
+}
+
+fn server_of(db: &Transaction<'_>, key: &str) -> Result<Target> {
+    let (id, project_id): (i64, String) = found(
+        db.query_row(
+            "SELECT id, project_id FROM instances WHERE name = ?1 OR uuid = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        ),
+        "server",
+        key,
+    )?;
+    let addresses = db
+        .prepare_cached(
+            "SELECT f.address FROM fixed_ips f JOIN vifs v ON v.id = f.vif_id \
+             WHERE f.instance_id = ? ORDER BY v.position",
+        )?
+        .query_map([id], |r| Ok(from_db(r.get(0)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Target {
+        project_id,
+        addresses,
+    })
 }
 
 /// Takes the pool's first free address for the project.

@@ -156,6 +156,22 @@ impl Settings {
         })
     }
 
+    /// How a network's bridge reaches the wire, as config keys: its VLAN on `vlan_interface`
+    /// (when that is set and the network names no interface of its own), else its
+    /// `--bridge-interface`, else `flat_interface`, else nothing.
+    pub fn uplink(&self, vlan: Option<u16>, interface: Option<&str>) -> UplinkKeys {
+        match (vlan, &self.vlan_interface, interface) {
+            (Some(v), Some(parent), None) => (Some(u32::from(v)), Some(parent.clone()), None),
+            _ => (
+                None,
+                None,
+                interface
+                    .map(str::to_string)
+                    .or_else(|| self.flat_interface.clone()),
+            ),
+        }
+    }
+
     /// nova's defaults, with the database at `database`.
     pub fn with_database(database: PathBuf) -> Settings {
         let mut s = Settings::from_config(&ConfigFile::default()).unwrap_or_else(|_| {
@@ -165,6 +181,9 @@ impl Settings {
         s
     }
 }
+
+/// A network's uplink as config keys: (`vlan`, `vlan_interface`, `bridge_interface`).
+pub type UplinkKeys = (Option<u32>, Option<String>, Option<String>);
 
 /// The manager: one connection to the database and the settings.
 pub struct Manager {

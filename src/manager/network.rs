@@ -547,11 +547,11 @@ fn check_bridge(
     vlan: Option<u16>,
     interface: Option<&str>,
 ) -> Result<()> {
-    let mine = super::export::uplink(settings, vlan, interface);
+    let mine = settings.uplink(vlan, interface);
     for n in all(c.db())?.into_iter().filter(|n| n.bridge == bridge) {
-        let theirs = super::export::uplink(settings, n.vlan, n.bridge_interface.as_deref());
+        let theirs = settings.uplink(n.vlan, n.bridge_interface.as_deref());
         if theirs != mine {
-            let show = |u: &super::export::UplinkKeys| match u {
+            let show = |u: &super::UplinkKeys| match u {
                 (Some(v), Some(i), _) => format!("VLAN {v} on {i}"),
                 (_, _, Some(i)) => format!("interface {i}"),
                 _ => "no uplink".to_string(),

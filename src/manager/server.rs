@@ -100,14 +100,25 @@ pub fn find(db: &Transaction<'_>, key: &str) -> Result<ServerRow> {
     })
 }
 
-/// Servers with their interfaces and floating IPs (one, or all by id).
+/// Servers with their interfaces and floating IPs: one by id, or all. (Two statements each,
+/// not `?1 IS NULL OR id = ?1`: that form keeps SQLite from using the index, and a create
+/// that reads its server back would scan every fixed IP.)
 fn load(db: &Transaction<'_>, only: Option<i64>) -> Result<Vec<ServerRow>> {
+    let by = |all: &str, one: &str| {
+        if only.is_some() {
+            one.to_string()
+        } else {
+            all.to_string()
+        }
+    };
+    let params: Vec<i64> = only.into_iter().collect();
+    let params = rusqlite::params_from_iter(params.iter());
     let mut servers: Vec<ServerRow> = db
-        .prepare_cached(
-            "SELECT id, uuid, name, hostname, project_id FROM instances \
-             WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
-        )?
-        .query_map([only], |r| {
+        .prepare_cached(&by(
+            "SELECT id, uuid, name, hostname, project_id FROM instances ORDER BY id",
+            "SELECT id, uuid, name, hostname, project_id FROM instances WHERE id = ?1",
+        ))?
+        .query_map(params.clone(), |r| {
             Ok(ServerRow {
                 id: r.get(0)?,
                 uuid: r.get(1)?,
@@ -121,13 +132,13 @@ fn load(db: &Transaction<'_>, only: Option<i64>) -> Result<Vec<ServerRow>> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let index: std::collections::HashMap<i64, usize> =
         servers.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
-    let mut st = db.prepare_cached(
-        "SELECT f.instance_id, n.label, f.address, v.mac, v.id FROM fixed_ips f \
-         JOIN vifs v ON v.id = f.vif_id JOIN networks n ON n.id = f.network_id \
-         WHERE f.instance_id IS NOT NULL AND (?1 IS NULL OR f.instance_id = ?1) \
-         ORDER BY f.instance_id, v.position",
-    )?;
-    let nics = st.query_map([only], |r| {
+    const NICS: &str = "SELECT f.instance_id, n.label, f.address, v.mac, v.id FROM fixed_ips f \
+         JOIN vifs v ON v.id = f.vif_id JOIN networks n ON n.id = f.network_id";
+    let mut st = db.prepare_cached(&by(
+        &format!("{NICS} WHERE f.instance_id IS NOT NULL ORDER BY f.instance_id, v.position"),
+        &format!("{NICS} WHERE f.instance_id = ?1 ORDER BY v.position"),
+    ))?;
+    let nics = st.query_map(params.clone(), |r| {
         Ok((
             r.get::<_, i64>(0)?,
             Nic {
@@ -144,11 +155,13 @@ fn load(db: &Transaction<'_>, only: Option<i64>) -> Result<Vec<ServerRow>> {
             s.addresses.push(nic);
         }
     }
-    let mut st = db.prepare_cached(
-        "SELECT x.instance_id, f.address FROM floating_ips f JOIN fixed_ips x ON x.address = f.fixed_address \
-         WHERE ?1 IS NULL OR x.instance_id = ?1 ORDER BY f.address",
-    )?;
-    let fips = st.query_map([only], |r| Ok((r.get::<_, i64>(0)?, from_db(r.get(1)?))))?;
+    const FIPS: &str = "SELECT x.instance_id, f.address FROM floating_ips f \
+         JOIN fixed_ips x ON x.address = f.fixed_address";
+    let mut st = db.prepare_cached(&by(
+        &format!("{FIPS} ORDER BY f.address"),
+        &format!("{FIPS} WHERE x.instance_id = ?1 ORDER BY f.address"),
+    ))?;
+    let fips = st.query_map(params, |r| Ok((r.get::<_, i64>(0)?, from_db(r.get(1)?))))?;
     for f in fips {
         let (id, a) = f?;
         if let Some(s) = index.get(&id).and_then(|&i| servers.get_mut(i)) {

@@ -135,13 +135,16 @@ pub fn build(
     origin: &Path,
     problems: &mut Vec<Problem>,
 ) -> Result<Vec<Instance>, String> {
-    let mut out: Vec<Instance> = Vec::new();
+    let mut out: Vec<Instance> = Vec::with_capacity(configs.len());
+    // A set, not a scan of `out`: ten thousand instances are ten thousand lookups, not fifty
+    // million comparisons.
+    let mut uuids: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (index, c) in configs.iter().enumerate() {
         let label = format!("instance {} ({:?})", index + 1, c.uuid);
         if c.uuid.trim().is_empty() {
             return Err(format!("{label}: uuid: empty"));
         }
-        if out.iter().any(|i| i.uuid == c.uuid) {
+        if !uuids.insert(c.uuid.as_str()) {
             return Err(format!("{label}: uuid: used by another instance"));
         }
         let user_data: Option<Arc<[u8]>> = match (&c.user_data, &c.user_data_file) {
