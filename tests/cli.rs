@@ -35,9 +35,13 @@ fn the_help_lists_operator_commands_first_and_tools_apart_and_claims_only_what_e
     assert!(at("Tools") < at("  bench"), "{help}");
     assert!(at("Tools") < at("  http-null"), "{help}");
     assert!(at("  net") < at("Tools"), "{help}");
+    // The manager's commands have their own heading, after the operator's.
+    assert!(at("  serve") < at("Manager ("), "{help}");
+    assert!(at("Manager (") < at("  network-create"), "{help}");
+    assert!(at("  server  ") < at("Tools"), "{help}");
     // What is not built yet is not claimed.
     assert!(
-        !help.contains("etcd") && !help.contains("manager") && !help.contains("metrics"),
+        !help.contains("etcd") && !help.contains("metrics") && !help.contains("security group"),
         "{help}"
     );
 }

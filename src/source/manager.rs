@@ -25,8 +25,13 @@ use crate::table::ManagerLink;
 /// table keeps (the database and the generation read).
 pub fn merge(config: &mut ConfigFile) -> Result<ManagerLink, ManagerError> {
     let settings = Settings::from_config(config)?;
-    let mut m = Manager::open(settings.clone())?;
-    let served = m.served()?;
+    // No database yet is an empty one: reading (`netnode check`, `net plan`) creates nothing;
+    // the daemon's watch creates it.
+    let served = if settings.database.exists() {
+        Manager::open(settings.clone())?.served()?
+    } else {
+        crate::manager::export::Served::default()
+    };
     config.network.extend(served.network_configs(&settings));
     config.instance.extend(served.instance_configs());
     config.floating.extend(served.floating_configs());
@@ -38,6 +43,16 @@ pub fn merge(config: &mut ConfigFile) -> Result<ManagerLink, ManagerError> {
         generation: served.generation,
         force_dhcp_release: settings.force_dhcp_release,
     })
+}
+
+/// What became of the database file.
+enum File {
+    /// The one the connection reads.
+    Same,
+    /// Deleted, nothing in its place.
+    Gone,
+    /// Another file in its place (a restore): the connection now reads it.
+    Replaced,
 }
 
 /// Waits for served changes in a manager database.
@@ -61,6 +76,11 @@ impl DbWatch {
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
         files.watch(&[database.to_path_buf(), PathBuf::from(wal)]);
+        // Created (with its schema) if it does not exist yet: commands made later are seen.
+        drop(
+            Manager::open(Settings::with_database(database.to_path_buf()))
+                .map_err(io::Error::other)?,
+        );
         let conn = manager::connect(database).map_err(io::Error::other)?;
         Ok(DbWatch {
             database: database.to_path_buf(),
@@ -68,6 +88,25 @@ impl DbWatch {
             conn,
             inode: inode(database),
         })
+    }
+
+    /// Whether the database file is still the one read. A deleted database keeps the last table
+    /// (a missing database is not an empty one); a file that appears in its place is read.
+    fn file(&mut self) -> io::Result<File> {
+        match inode(&self.database) {
+            now if now == self.inode => Ok(File::Same),
+            None => {
+                tracing::warn!(database = %self.database.display(), "the manager's database file is gone; still serving the last table");
+                self.inode = None;
+                Ok(File::Gone)
+            }
+            Some(_) => {
+                tracing::warn!(database = %self.database.display(), "the manager's database file was replaced; reading the new one");
+                self.conn = manager::connect(&self.database).map_err(io::Error::other)?;
+                self.inode = inode(&self.database);
+                Ok(File::Replaced)
+            }
+        }
     }
 
     /// The database watched.
@@ -100,26 +139,20 @@ impl DbWatch {
                 break;
             }
             self.files.changed().await?;
-            match inode(&self.database) {
-                now if now == self.inode => {}
-                // Deleted: keep serving the last table (a missing database is not an empty
-                // one); a file that appears in its place is read.
-                None => {
-                    tracing::warn!(database = %self.database.display(), "the manager's database file is gone; still serving the last table");
-                    self.inode = None;
-                    continue;
-                }
-                Some(_) => {
-                    tracing::warn!(database = %self.database.display(), "the manager's database file was replaced; reading the new one");
-                    self.conn = manager::connect(&self.database).map_err(io::Error::other)?;
-                    self.inode = inode(&self.database);
-                    break;
-                }
-            }
+            // After each write, until the commit shows or a second has passed: the generation,
+            // and whether the file is still the one the connection reads.
             let until = tokio::time::Instant::now() + RECHECK_FOR;
-            while tokio::time::Instant::now() < until {
+            loop {
+                match self.file()? {
+                    File::Same => {}
+                    File::Gone => continue 'wait,
+                    File::Replaced => break 'wait,
+                }
                 if moved(&self.conn) {
                     break 'wait;
+                }
+                if tokio::time::Instant::now() >= until {
+                    break;
                 }
                 tokio::time::sleep(RECHECK).await;
             }
