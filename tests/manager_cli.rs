@@ -51,6 +51,20 @@ fn refused(db: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// The seed's second `network-create`, as written.
+const PUBLIC: &[&str] = &[
+    "network-create",
+    "public",
+    "--fixed-range-v4",
+    "198.18.1.0/24",
+    "--vlan",
+    "100",
+    "--vpn",
+    "1000",
+    "--fixed-range-v6",
+    "fd00:1::/48",
+];
+
 fn json(db: &Path, args: &[&str]) -> Value {
     let mut args = args.to_vec();
     args.push("--json");
@@ -76,38 +90,10 @@ fn the_seeds_commands_work_as_written() {
         ],
     );
     // Overlaps vmnet (nova's CidrConflict) until vmnet goes.
-    let e = refused(
-        &db,
-        &[
-            "network-create",
-            "public",
-            "--fixed-range-v4",
-            "198.18.1.0/24",
-            "--vlan",
-            "100",
-            "--vpn",
-            "1000",
-            "--fixed-range-v6",
-            "fd00:1::/48",
-        ],
-    );
+    let e = refused(&db, PUBLIC);
     assert!(e.contains("conflicts with network \"vmnet\""), "{e}");
     ok(&db, &["network-delete", "vmnet"]);
-    ok(
-        &db,
-        &[
-            "network-create",
-            "public",
-            "--fixed-range-v4",
-            "198.18.1.0/24",
-            "--vlan",
-            "100",
-            "--vpn",
-            "1000",
-            "--fixed-range-v6",
-            "fd00:1::/48",
-        ],
-    );
+    ok(&db, PUBLIC);
     ok(
         &db,
         &[

@@ -52,6 +52,18 @@ impl Cloud {
         }
     }
 
+    /// `network-create vmnet` on the lab's bridge.
+    fn vmnet(&self) {
+        self.ok(&[
+            "network-create",
+            "vmnet",
+            "--fixed-range-v4",
+            "198.18.0.0/24",
+            "--bridge",
+            "br100",
+        ]);
+    }
+
     /// Runs a manager command.
     fn cli(&self, args: &[&str]) -> Output {
         std::process::Command::new(common::netnode())
@@ -180,14 +192,7 @@ fn real_clients_get_what_the_manager_allocated_within_a_second_and_delete_ends_t
         return;
     }
     let mut c = Cloud::build("mgr", 3, "");
-    c.ok(&[
-        "network-create",
-        "vmnet",
-        "--fixed-range-v4",
-        "198.18.0.0/24",
-        "--bridge",
-        "br100",
-    ]);
+    c.vmnet();
     c.start();
     // Three real clients, each asked for exactly 1 s after its server's create returned: the
     // daemon served the create by then (one DISCOVER, no retry).
@@ -371,14 +376,7 @@ fn a_floating_ip_associated_through_the_cli_is_reached_from_outside() {
         format!("{text}[control]\nenabled = true\n[nat]\npublic_interface = \"pub0\"\n"),
     )
     .unwrap();
-    c.ok(&[
-        "network-create",
-        "vmnet",
-        "--fixed-range-v4",
-        "198.18.0.0/24",
-        "--bridge",
-        "br100",
-    ]);
+    c.vmnet();
     c.ok(&[
         "floating",
         "create",
@@ -432,14 +430,7 @@ fn nova_files_exported_drive_debian_dnsmasq_to_the_same_answer() {
         return;
     }
     let mut c = Cloud::build("mexp", 1, "");
-    c.ok(&[
-        "network-create",
-        "vmnet",
-        "--fixed-range-v4",
-        "198.18.0.0/24",
-        "--bridge",
-        "br100",
-    ]);
+    c.vmnet();
     let s = c.create("vm-1", 0, &["eth0"], &[]);
     let fixed = s["addresses"][0]["address"].as_str().unwrap().to_string();
     let files = c.lab.dir.join("nova");
@@ -508,14 +499,7 @@ fn the_daemon_follows_the_database_through_restarts_a_deleted_file_and_a_restore
         return;
     }
     let mut c = Cloud::build("mops", 3, "");
-    c.ok(&[
-        "network-create",
-        "vmnet",
-        "--fixed-range-v4",
-        "198.18.0.0/24",
-        "--bridge",
-        "br100",
-    ]);
+    c.vmnet();
     // Created while no daemon runs: served once it starts.
     let s1 = c.create("vm-1", 0, &["eth0"], &[]);
     c.start();
