@@ -112,6 +112,8 @@ pub struct Settings {
     pub public_interface: Option<String>,
     /// Router advertisement settings of its networks.
     pub ra: crate::table::ra::RaConfig,
+    /// The config has the control module (`[control]`): a bridge then has one gateway.
+    pub control: bool,
 }
 
 impl Settings {
@@ -148,6 +150,7 @@ impl Settings {
             use_single_default_gateway: m.use_single_default_gateway,
             force_dhcp_release: m.force_dhcp_release.unwrap_or(true),
             ra: m.ra,
+            control: config.control.is_some(),
             flat_interface: m.flat_interface,
             vlan_interface: m.vlan_interface,
             public_interface: m

@@ -40,7 +40,8 @@ pub struct CreateNetwork {
     /// The IPv6 gateway (default: the prefix's first address).
     #[arg(long, alias = "gateway_v6")]
     pub gateway_v6: Option<Ipv6Addr>,
-    /// The bridge (default `br<vlan>` for VLAN networks, else `br100`).
+    /// The bridge (default `br<vlan>` for VLAN networks, else the first `br<N>` from 100 that no
+    /// network has).
     #[arg(long)]
     pub bridge: Option<String>,
     /// The interface enslaved to the bridge (nova's flat_interface / vlan_interface).
@@ -61,8 +62,8 @@ pub struct CreateNetwork {
     /// Associate the network with this project.
     #[arg(long, alias = "project_id", alias = "project")]
     pub project_id: Option<String>,
-    /// Interface MTU (option 26).
-    #[arg(long)]
+    /// Interface MTU (option 26), 68 or more.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(68..))]
     pub mtu: Option<u16>,
     /// Serve DHCP on it (`true`, default, or `false`).
     #[arg(long, alias = "enable_dhcp")]
@@ -271,6 +272,11 @@ impl Manager {
         });
         let size = req.network_size.unwrap_or(s.network_size);
         let ranges = rules::split(range, count, size).map_err(ManagerError::Invalid)?;
+        if let Some(mtu) = req.mtu.filter(|m| *m < 68) {
+            return Err(ManagerError::Invalid(format!(
+                "--mtu: {mtu} is below the IPv4 minimum of 68"
+            )));
+        }
         let enable_dhcp = flag_bool("enable-dhcp", &req.enable_dhcp, true)?;
         let multi_host = flag_bool("multi-host", &req.multi_host, false)?;
         let share_address = flag_bool("share-address", &req.share_address, false)?;
@@ -329,12 +335,22 @@ impl Manager {
                     (Some(p), None) => Some(Ipv6Addr::from(u128::from(p.network()) + 1)),
                     (None, _) => None,
                 };
-                let bridge = req.bridge.clone().unwrap_or_else(|| match vlan {
-                    Some(v) => format!("br{v}"),
-                    None => "br100".into(),
-                });
+                let bridge = match (&req.bridge, vlan) {
+                    (Some(b), _) => b.clone(),
+                    (None, Some(v)) => format!("br{v}"),
+                    (None, None) => free_bridge(c.db())?,
+                };
                 check_free(c, &label, cidr, cidr_v6, vlan)?;
-                check_bridge(c, &s, &bridge, vlan, req.bridge_interface.as_deref())?;
+                check_bridge(
+                    c,
+                    &s,
+                    &NewBridge {
+                        bridge: &bridge,
+                        gateway: layout.gateway,
+                        vlan,
+                        interface: req.bridge_interface.as_deref(),
+                    },
+                )?;
                 let row = NetworkRow {
                     id: 0,
                     uuid: super::uuid4(),
@@ -538,33 +554,88 @@ fn check_free(
     Ok(())
 }
 
-/// A bridge reaches the wire one way: the networks sharing it must have the same uplink as
-/// the control module would plumb it (a VLAN counts only with `[manager] vlan_interface`).
-fn check_bridge(
-    c: &Change<'_>,
-    settings: &super::Settings,
-    bridge: &str,
+/// The bridge of a network being made, and what it asks of it.
+struct NewBridge<'a> {
+    bridge: &'a str,
+    gateway: Ipv4Addr,
     vlan: Option<u16>,
-    interface: Option<&str>,
-) -> Result<()> {
-    let mine = settings.uplink(vlan, interface);
-    for n in all(c.db())?.into_iter().filter(|n| n.bridge == bridge) {
+    interface: Option<&'a str>,
+}
+
+/// What the daemon's table requires of bridges, checked here so that a network the manager
+/// accepts never makes the daemon refuse its whole table:
+/// - names are interface names;
+/// - a bridge reaches the wire one way: the networks sharing it have the same uplink as the
+///   control module would plumb it (a VLAN counts only with `[manager] vlan_interface`);
+/// - no uplink is another network's bridge or another bridge's uplink;
+/// - with the control module (`[control]` in the config), a bridge has one gateway, so the
+///   networks sharing one must share it.
+fn check_bridge(c: &Change<'_>, settings: &super::Settings, new: &NewBridge<'_>) -> Result<()> {
+    let bridge = new.bridge;
+    crate::table::control::interface_name(bridge)
+        .map_err(|m| ManagerError::Invalid(format!("--bridge: {m}")))?;
+    if let Some(i) = new.interface {
+        crate::table::control::interface_name(i)
+            .map_err(|m| ManagerError::Invalid(format!("--bridge-interface: {m}")))?;
+    }
+    let mine = settings.uplink(new.vlan, new.interface);
+    let show = |u: &super::UplinkKeys| match u {
+        (Some(v), Some(i), _) => format!("VLAN {v} on {i}"),
+        (_, _, Some(i)) => format!("interface {i}"),
+        _ => "no uplink".to_string(),
+    };
+    let port = |u: &super::UplinkKeys| match u {
+        (Some(v), Some(_), _) => Some(format!("vlan{v}")),
+        (_, _, Some(i)) => Some(i.clone()),
+        _ => None,
+    };
+    for n in all(c.db())? {
         let theirs = settings.uplink(n.vlan, n.bridge_interface.as_deref());
-        if theirs != mine {
-            let show = |u: &super::UplinkKeys| match u {
-                (Some(v), Some(i), _) => format!("VLAN {v} on {i}"),
-                (_, _, Some(i)) => format!("interface {i}"),
-                _ => "no uplink".to_string(),
-            };
+        if n.bridge == bridge {
+            if theirs != mine {
+                return Err(ManagerError::Refused(format!(
+                    "--bridge: {bridge} carries network {:?} ({}); this one would need {} (give it another --bridge)",
+                    n.label,
+                    show(&theirs),
+                    show(&mine)
+                )));
+            }
+            if settings.control && n.gateway != new.gateway {
+                return Err(ManagerError::Refused(format!(
+                    "--bridge: {bridge} carries network {:?} with gateway {}; with the control module a bridge has one gateway (give this one another --bridge)",
+                    n.label, n.gateway
+                )));
+            }
+            continue;
+        }
+        let (mine_port, their_port) = (port(&mine), port(&theirs));
+        if mine_port.is_some() && mine_port == their_port {
             return Err(ManagerError::Refused(format!(
-                "--bridge: {bridge} carries network {:?} ({}); this one would need {} (give it another --bridge)",
-                n.label,
-                show(&theirs),
-                show(&mine)
+                "{} is already the uplink of bridge {} (network {:?})",
+                mine_port.unwrap_or_default(),
+                n.bridge,
+                n.label
+            )));
+        }
+        if mine_port.as_deref() == Some(n.bridge.as_str()) || their_port.as_deref() == Some(bridge)
+        {
+            return Err(ManagerError::Refused(format!(
+                "--bridge-interface: a bridge cannot be another bridge's uplink (network {:?} on {})",
+                n.label, n.bridge
             )));
         }
     }
     Ok(())
+}
+
+/// The first `br<N>` (from 100) no network has: a network made without `--bridge` gets a
+/// bridge of its own (nova's flat_network_bridge was one bridge for one flat network).
+fn free_bridge(db: &Transaction<'_>) -> Result<String> {
+    let used: std::collections::HashSet<String> = all(db)?.into_iter().map(|n| n.bridge).collect();
+    (100..10_000)
+        .map(|n| format!("br{n}"))
+        .find(|b| !used.contains(b))
+        .ok_or_else(|| ManagerError::Refused("no free br<N> name; give --bridge".into()))
 }
 
 /// Stores a network and one row per address of its range.

@@ -362,9 +362,14 @@ fn served_state_becomes_config_sections() {
     a.dns1 = Some(ip("198.18.1.1"));
     m.network_create(&a).unwrap();
     let mut b = net("network2", "198.18.2.0/24");
+    b.bridge = Some("br100".into());
     assert!(refused(m.network_create(&b)).contains("carries network \"private\""));
-    b.bridge = Some("br2".into());
-    m.network_create(&b).unwrap();
+    b.bridge = None;
+    assert_eq!(
+        m.network_create(&b).unwrap()[0].bridge,
+        "br101",
+        "a bridge of its own"
+    );
     m.floating_create(None, "198.19.0.5", None).unwrap();
     let vm = m.server_create(&server("vm", "p")).unwrap();
     m.floating_allocate(None, "p").unwrap();
@@ -425,6 +430,40 @@ fn served_state_becomes_config_sections() {
         files.addn_hosts,
         format!("{}\tvm.novalocal\n", vm[0].addresses[1].address)
     );
+}
+
+#[test]
+fn what_the_daemons_table_would_refuse_is_refused_at_create() {
+    let mut s = settings(ManagerKind::Flatdhcp);
+    s.control = true;
+    s.flat_interface = None;
+    let mut m = Manager::in_memory(s).unwrap();
+    let mut bad = net("bad", "198.18.0.0/24");
+    bad.bridge = Some("br 100".into());
+    assert!(
+        matches!(m.network_create(&bad), Err(ManagerError::Invalid(e)) if e.contains("--bridge"))
+    );
+    bad.bridge = Some("a-very-long-bridge-name".into());
+    assert!(m.network_create(&bad).is_err());
+    bad.bridge = None;
+    bad.mtu = Some(20);
+    assert!(matches!(m.network_create(&bad), Err(ManagerError::Invalid(e)) if e.contains("--mtu")));
+    let mut a = net("a", "198.18.1.0/24");
+    a.bridge = Some("br1".into());
+    a.bridge_interface = Some("eth1".into());
+    m.network_create(&a).unwrap();
+    // With the control module, one gateway per bridge.
+    let mut b = net("b", "198.18.2.0/24");
+    b.bridge = Some("br1".into());
+    b.bridge_interface = Some("eth1".into());
+    assert!(refused(m.network_create(&b)).contains("one gateway"));
+    // An uplink is one bridge's, and never a bridge.
+    b.bridge = Some("br2".into());
+    assert!(refused(m.network_create(&b)).contains("already the uplink"));
+    b.bridge_interface = Some("br1".into());
+    assert!(refused(m.network_create(&b)).contains("another bridge's uplink"));
+    b.bridge_interface = Some("eth2".into());
+    m.network_create(&b).unwrap();
 }
 
 #[test]

@@ -22,8 +22,9 @@ use crate::table::config::ConfigFile;
 use crate::table::ManagerLink;
 
 /// Adds the database's networks, instances and floating IPs to `config`; returns the link the
-/// table keeps (the database and the generation read).
-pub fn merge(config: &mut ConfigFile) -> Result<ManagerLink, ManagerError> {
+/// table keeps (the database and the generation read) and what was left out, and why (a
+/// floating IP with no interface to live on: the rest of the table is still served).
+pub fn merge(config: &mut ConfigFile) -> Result<(ManagerLink, Vec<String>), ManagerError> {
     let settings = Settings::from_config(config)?;
     // No database yet is an empty one: reading (`netnode check`, `net plan`) creates nothing;
     // the daemon's watch creates it.
@@ -34,15 +35,31 @@ pub fn merge(config: &mut ConfigFile) -> Result<ManagerLink, ManagerError> {
     };
     config.network.extend(served.network_configs(&settings));
     config.instance.extend(served.instance_configs());
-    config.floating.extend(served.floating_configs());
     if let (Some(i), Some(nat)) = (&settings.public_interface, config.nat.as_mut()) {
         nat.public_interface.get_or_insert_with(|| i.clone());
     }
-    Ok(ManagerLink {
+    let public = config
+        .nat
+        .as_ref()
+        .and_then(|n| n.public_interface.clone())
+        .or(settings.public_interface.clone());
+    let mut left_out = Vec::new();
+    for f in served.floating_configs() {
+        if f.interface.is_none() && public.is_none() {
+            left_out.push(format!(
+                "floating IP {} (to {}): no interface to live on; set [nat] public_interface or create its pool with --interface",
+                f.address, f.fixed
+            ));
+            continue;
+        }
+        config.floating.push(f);
+    }
+    let link = ManagerLink {
         database: settings.database,
         generation: served.generation,
         force_dhcp_release: settings.force_dhcp_release,
-    })
+    };
+    Ok((link, left_out))
 }
 
 /// What became of the database file.
@@ -166,5 +183,57 @@ impl DbWatch {
         .is_ok()
         {}
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::network::CreateNetwork;
+    use crate::manager::server::ServerCreate;
+
+    #[test]
+    fn the_database_joins_the_config_and_a_floating_ip_with_nowhere_to_live_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[state]\ndir = \"{}\"\n[manager]\n[[network]]\nname = \"own\"\nbridge = \"br9\"\ncidr = \"198.18.9.0/24\"\n",
+            dir.path().display()
+        );
+        let mut config = ConfigFile::parse(&text).unwrap();
+        // No database yet: an empty one, and none is created by reading.
+        let (link, _) = merge(&mut config.clone()).unwrap();
+        assert_eq!(link.generation, 0);
+        assert!(!link.database.exists());
+        let mut m = Manager::open(Settings::from_config(&config).unwrap()).unwrap();
+        m.network_create(&CreateNetwork {
+            label: Some("vmnet".into()),
+            fixed_range_v4: Some("198.18.0.0/24".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        m.server_create(&ServerCreate {
+            name: "vm".into(),
+            project: "p".into(),
+            networks: Vec::new(),
+            count: 1,
+        })
+        .unwrap();
+        m.floating_create(None, "198.19.0.1", None).unwrap();
+        m.floating_allocate(None, "p").unwrap();
+        m.floating_associate("198.19.0.1".parse().unwrap(), "vm", None)
+            .unwrap();
+        let (link, left_out) = merge(&mut config).unwrap();
+        assert_eq!(link.generation, m.generation().unwrap());
+        assert_eq!(
+            config.network.len(),
+            2,
+            "the config's own network and the database's"
+        );
+        assert_eq!(config.instance.len(), 1);
+        assert!(config.floating.is_empty());
+        assert!(left_out[0].contains("198.19.0.1"), "{left_out:?}");
+        // The table builds: the floating IP is the only thing missing.
+        let table = crate::table::build::from_config(&config, Path::new("t")).unwrap();
+        assert_eq!(table.networks.len(), 2);
     }
 }

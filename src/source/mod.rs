@@ -63,18 +63,26 @@ impl Source {
         match self {
             Source::Toml(path) => {
                 let mut config = build::read_config(path)?;
-                let link = match config.manager {
-                    Some(_) => Some(manager::merge(&mut config).map_err(|source| {
-                        SourceError::Manager {
-                            path: path.clone(),
-                            source,
-                        }
-                    })?),
-                    None => None,
+                let (link, left_out) = match config.manager {
+                    Some(_) => {
+                        let (link, left_out) =
+                            manager::merge(&mut config).map_err(|source| SourceError::Manager {
+                                path: path.clone(),
+                                source,
+                            })?;
+                        (Some(link), left_out)
+                    }
+                    None => (None, Vec::new()),
                 };
                 let mut table = build::from_config(&config, path)?;
                 table.sources.insert(0, path.clone());
                 table.manager = link;
+                let origin = format!("{} [manager]", path.display());
+                table.problems.extend(
+                    left_out
+                        .into_iter()
+                        .map(|reason| crate::table::Problem::new(origin.clone(), 0, reason)),
+                );
                 Ok(table)
             }
             Source::Dnsmasq(opts) => {
