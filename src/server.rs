@@ -158,6 +158,21 @@ impl Server {
                 return;
             }
         };
+        let had_database = self
+            .ctx
+            .table
+            .load()
+            .manager
+            .as_ref()
+            .is_some_and(|m| m.present);
+        if let Some(m) = table
+            .manager
+            .as_ref()
+            .filter(|m| had_database && !m.present)
+        {
+            tracing::error!(database = %m.database.display(), "reload refused ({}): the manager's database is gone, and a missing database is not an empty one; still serving the last table (restore it)", describe(why));
+            return;
+        }
         if table.state != self.ctx.table.load().state {
             tracing::warn!("[state] changed; it takes effect at the next start");
         }

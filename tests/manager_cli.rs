@@ -200,6 +200,11 @@ fn the_seeds_commands_work_as_written() {
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("manager.db");
+    // Reading commands make no database.
+    let out = run(&db, &["network-list"]);
+    assert!(!out.status.success() && !db.exists(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no manager command has made one yet"));
+    ok(&db, &["project", "scrub", "--project", "nobody"]);
     let e = refused(
         &db,
         &["network-create", "x", "--fixed-range-v4", "198.18.0.0/33"],

@@ -322,8 +322,10 @@ fn multinic_two_networks_two_leases_one_default_route() {
     let a1 = s["addresses"][1]["address"].as_str().unwrap();
     let dir = &c.lab.dir;
     let vm = &c.lab.instances[0].ns;
-    let l0 = udhcpc(dir, vm, "eth0", "3").expect("a lease on eth0");
-    let l1 = udhcpc(dir, vm, "eth1", "3").expect("a lease on eth1");
+    let l0 =
+        udhcpc(dir, vm, "eth0", "3").unwrap_or_else(|| panic!("no lease on eth0\n{}", c.log()));
+    let l1 =
+        udhcpc(dir, vm, "eth1", "3").unwrap_or_else(|| panic!("no lease on eth1\n{}", c.log()));
     assert_eq!(l0.trim(), format!("ip={a0} router=198.18.0.1"));
     assert_eq!(
         l1.trim(),

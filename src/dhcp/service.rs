@@ -83,6 +83,20 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
             .as_ref()
             .map(|m| ScriptRunner::start_sink(script::Sink::Manager(m.database.clone()))),
     };
+    // The manager's leased flags as the leases stand, before any new lease event can come
+    // (events lost while the database was busy or the daemon was down are mended here).
+    if let Some(m) = table.manager.as_ref().filter(|m| m.present) {
+        let active: Vec<crate::manager::leases::LeaseEvent> = store
+            .active(unix_now())
+            .into_iter()
+            .map(|l| crate::manager::leases::LeaseEvent {
+                leased: true,
+                ip: l.ip,
+                mac: l.mac,
+            })
+            .collect();
+        super::manager_sink::reconcile(&m.database, &active);
+    }
     let shared = Shared {
         table: ctx.table.clone(),
         store: Arc::new(store),
@@ -124,6 +138,7 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
     }
     // Servers deleted while the daemon was down.
     service.release_unbound(&table);
+
     // The workers are stopped by the shutdown token like every other part of the service.
     let stopper = service.listeners.stopper();
     let token = ctx.shutdown.clone();
@@ -218,7 +233,12 @@ impl DhcpService {
     /// server was deleted) ends now, as nova's dhcp_release ended it in dnsmasq: the address is
     /// free for the next server and the old client is NAKed at its next renewal.
     fn release_unbound(&self, table: &Arc<Table>) {
-        if !table.manager.as_ref().is_some_and(|m| m.force_dhcp_release) {
+        // A database that is not there says nothing about which servers are gone.
+        if !table
+            .manager
+            .as_ref()
+            .is_some_and(|m| m.force_dhcp_release && m.present)
+        {
             return;
         }
         let gone: Vec<super::Lease> = self

@@ -342,6 +342,20 @@ fn open(common: &Common) -> Result<Manager, CliError> {
     Ok(Manager::open(settings(common)?)?)
 }
 
+/// For commands that only read: a database that does not exist is an error (a typo in
+/// `--database` makes no new empty database).
+fn open_existing(common: &Common) -> Result<Manager, CliError> {
+    let s = settings(common)?;
+    if !s.database.exists() {
+        return Err(ManagerError::NotFound {
+            what: "manager database (no manager command has made one yet)",
+            name: s.database.display().to_string(),
+        }
+        .into());
+    }
+    Ok(Manager::open(s)?)
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     let mut text =
         serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
@@ -367,7 +381,7 @@ pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
             }
         }
         C::NetworkList { common } => {
-            let all = open(&common)?.network_list()?;
+            let all = open_existing(&common)?.network_list()?;
             if common.json {
                 json(&all)
             } else {
@@ -375,7 +389,7 @@ pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
             }
         }
         C::NetworkShow { network, common } => {
-            let n = open(&common)?.network_show(&network)?;
+            let n = open_existing(&common)?.network_show(&network)?;
             if common.json {
                 json(&n)
             } else {
@@ -438,7 +452,7 @@ fn fixed(action: FixedAction) -> Result<String, CliError> {
             format!("{address} is no longer reserved\n")
         }
         FixedAction::List { network, common } => {
-            let rows = open(&common)?.fixed_list(network.as_deref())?;
+            let rows = open_existing(&common)?.fixed_list(network.as_deref())?;
             if common.json {
                 json(&rows)
             } else {
@@ -495,7 +509,7 @@ fn floating(action: FloatingAction) -> Result<String, CliError> {
             format!("{n} floating IP(s) from {ip_range} added to pool {pool}\n")
         }
         F::List { pool, common } => {
-            let rows = open(&common)?.floating_list(pool.as_deref())?;
+            let rows = open_existing(&common)?.floating_list(pool.as_deref())?;
             if common.json {
                 json(&rows)
             } else {
@@ -596,7 +610,7 @@ fn server(action: ServerAction) -> Result<String, CliError> {
             }
         }
         ServerAction::List { common } => {
-            let all = open(&common)?.server_list()?;
+            let all = open_existing(&common)?.server_list()?;
             if common.json {
                 json(&all)
             } else {
@@ -604,7 +618,7 @@ fn server(action: ServerAction) -> Result<String, CliError> {
             }
         }
         ServerAction::Show { name, common } => {
-            let s = open(&common)?.server_show(&name)?;
+            let s = open_existing(&common)?.server_show(&name)?;
             if common.json {
                 json(&s)
             } else {
@@ -615,10 +629,11 @@ fn server(action: ServerAction) -> Result<String, CliError> {
 }
 
 fn export_nova(network: &str, dir: &Path, common: &Common) -> Result<String, CliError> {
-    let mut m = open(common)?;
+    let mut m = open_existing(common)?;
+    let label = m.network_show(network)?.label;
     let served = m.served()?;
     let files = served
-        .nova_files(network, &m.settings)
+        .nova_files(&label, &m.settings)
         .ok_or_else(|| ManagerError::NotFound {
             what: "network",
             name: network.to_string(),

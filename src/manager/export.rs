@@ -74,7 +74,7 @@ impl Manager {
             let mut st = tx.prepare_cached(
                 "SELECT v.mac, f.address, i.hostname, v.id, v.position, i.id FROM fixed_ips f \
                  JOIN vifs v ON v.id = f.vif_id JOIN instances i ON i.id = f.instance_id \
-                 WHERE f.network_id = ? ORDER BY f.address",
+                 WHERE f.network_id = ? AND f.instance_id IS NOT NULL ORDER BY f.address",
             )?;
             for n in super::network::all(tx)? {
                 let bindings = st
@@ -124,7 +124,8 @@ impl Manager {
             let mut floating = Vec::new();
             let mut st = tx.prepare_cached(
                 "SELECT f.address, f.fixed_address, f.interface, x.instance_id FROM floating_ips f \
-                 JOIN fixed_ips x ON x.address = f.fixed_address ORDER BY f.address",
+                 JOIN fixed_ips x ON x.address = f.fixed_address WHERE f.fixed_address IS NOT NULL \
+                 ORDER BY f.address",
             )?;
             for r in st.query_map([], |r| {
                 Ok((
@@ -246,6 +247,7 @@ impl Served {
     /// with `,net:NW-<vif>` under `use_single_default_gateway`; no trailing newline), the
     /// opts file and the addn-hosts file.
     pub fn nova_files(&self, label: &str, settings: &super::Settings) -> Option<NovaFiles> {
+        // `label` is the network's label (the CLI resolves a UUID, id or range to it).
         let (n, bindings) = self.networks.iter().find(|(n, _)| n.label == label)?;
         let single = settings.use_single_default_gateway;
         let domain = &settings.dhcp_domain;

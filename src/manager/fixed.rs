@@ -112,12 +112,40 @@ fn own_address(
     network_id: i64,
     address: Ipv4Addr,
 ) -> Result<Option<&'static str>> {
-    let (first, gateway, broadcast, dhcp, vpn): (i64, i64, i64, i64, Option<i64>) = db.query_row(
-        "SELECT first, gateway, broadcast, dhcp_server, vpn_private_address FROM networks WHERE id = ?",
+    type Own = (
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let (first, gateway, broadcast, dhcp, vpn, fixed_cidr, lo, hi): Own = db.query_row(
+        "SELECT first, gateway, broadcast, dhcp_server, vpn_private_address, fixed_cidr, \
+         allowed_start, allowed_end FROM networks WHERE id = ?",
         [network_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        },
     )?;
     let a = to_db(address);
+    let outside_fixed = fixed_cidr
+        .and_then(|f| f.parse::<ipnetwork::Ipv4Network>().ok())
+        .is_some_and(|f| !f.contains(address));
+    if outside_fixed || lo.is_some_and(|lo| a < lo) || hi.is_some_and(|hi| a > hi) {
+        return Ok(Some("outside its --fixed-cidr or allowed range"));
+    }
     Ok(if a == first {
         Some("network address")
     } else if a == gateway {

@@ -70,6 +70,19 @@ impl Manager {
             ));
         }
         let addresses = rules::floating_range(range).map_err(ManagerError::Invalid)?;
+        if let Some(i) = interface {
+            crate::table::control::interface_name(i)
+                .map_err(|m| ManagerError::Invalid(format!("--interface: {m}")))?;
+        }
+        if let Some(own) = self.settings.config_networks.iter().find(|n| {
+            n.cidr
+                .is_some_and(|c| addresses.iter().any(|a| c.contains(*a)))
+        }) {
+            return Err(ManagerError::Refused(format!(
+                "--ip_range: {range} overlaps the config's network {:?}",
+                own.name
+            )));
+        }
         let pool = pool
             .unwrap_or(&self.settings.default_floating_pool)
             .to_string();

@@ -31,6 +31,29 @@ pub struct Applied {
 }
 
 impl Manager {
+    /// Makes the `leased` flags exactly the leases held (`active`, as the lease store has them
+    /// at the daemon's start): events lost while the database was busy or the daemon was down
+    /// are mended, in one transaction.
+    pub fn reconcile_leases(&mut self, active: &[LeaseEvent]) -> Result<Applied> {
+        self.change(|c| {
+            let cleared = c
+                .db()
+                .execute("UPDATE fixed_ips SET leased = 0 WHERE leased = 1", [])?;
+            let mut st = c.db().prepare_cached(
+                "UPDATE fixed_ips SET leased = 1 WHERE address = ?1 \
+                 AND vif_id = (SELECT id FROM vifs WHERE mac = ?2)",
+            )?;
+            let mut set = 0;
+            for e in active.iter().filter(|e| e.leased) {
+                set += st.execute(params![to_db(e.ip), e.mac.to_string()])?;
+            }
+            Ok(Applied {
+                changed: cleared.abs_diff(set),
+                strangers: active.len() - set,
+            })
+        })
+    }
+
     /// Applies a batch of lease events in one transaction.
     pub fn lease_events(&mut self, events: &[LeaseEvent]) -> Result<Applied> {
         self.change(|c| {

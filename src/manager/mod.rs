@@ -114,6 +114,20 @@ pub struct Settings {
     pub ra: crate::table::ra::RaConfig,
     /// The config has the control module (`[control]`): a bridge then has one gateway.
     pub control: bool,
+    /// The config's own `[[network]]`s: the daemon serves them beside the manager's, so their
+    /// names, ranges and bridges are taken.
+    pub config_networks: Vec<ConfigNetwork>,
+}
+
+/// One of the config's own networks, as far as the manager must keep clear of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigNetwork {
+    /// Its name.
+    pub name: String,
+    /// Its range (none when the config's text does not parse: the daemon refuses that anyway).
+    pub cidr: Option<ipnetwork::Ipv4Network>,
+    /// Its bridge.
+    pub bridge: String,
 }
 
 impl Settings {
@@ -151,6 +165,15 @@ impl Settings {
             force_dhcp_release: m.force_dhcp_release.unwrap_or(true),
             ra: m.ra,
             control: config.control.is_some(),
+            config_networks: config
+                .network
+                .iter()
+                .map(|n| ConfigNetwork {
+                    name: n.name.clone(),
+                    cidr: n.cidr.parse().ok(),
+                    bridge: n.bridge.clone(),
+                })
+                .collect(),
             flat_interface: m.flat_interface,
             vlan_interface: m.vlan_interface,
             public_interface: m

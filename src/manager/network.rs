@@ -271,6 +271,29 @@ impl Manager {
             s.num_networks
         });
         let size = req.network_size.unwrap_or(s.network_size);
+        if count > rules::MAX_VLAN {
+            return Err(ManagerError::Invalid(format!(
+                "--num-networks: {count} is over {} (a VLAN each at most)",
+                rules::MAX_VLAN
+            )));
+        }
+        if count > 1 {
+            // One range each: flags naming one address or sub-range cannot apply to all.
+            for (flag, given) in [
+                ("--fixed-cidr", req.fixed_cidr.is_some()),
+                ("--gateway", req.gateway.is_some()),
+                ("--dhcp-server", req.dhcp_server.is_some()),
+                ("--allowed-start", req.allowed_start.is_some()),
+                ("--allowed-end", req.allowed_end.is_some()),
+                ("--gateway-v6", req.gateway_v6.is_some()),
+            ] {
+                if given {
+                    return Err(ManagerError::Invalid(format!(
+                        "{flag}: not with --num-networks {count} (it names one network's addresses)"
+                    )));
+                }
+            }
+        }
         let ranges = rules::split(range, count, size).map_err(ManagerError::Invalid)?;
         if let Some(mtu) = req.mtu.filter(|m| *m < 68) {
             return Err(ManagerError::Invalid(format!(
@@ -300,7 +323,7 @@ impl Manager {
                     (None, None) => None,
                 };
                 let vpn_port = match req.vpn {
-                    Some(p) => Some(p.checked_add(i as u16).ok_or_else(|| {
+                    Some(p) => Some(u16::try_from(i).ok().and_then(|i| p.checked_add(i)).ok_or_else(|| {
                         ManagerError::Invalid(format!("--vpn: {p} + {i} is over 65535"))
                     })?),
                     None if vlan_kind => Some(free_vpn_port(c.db(), s.vpn_start)?),
@@ -338,9 +361,9 @@ impl Manager {
                 let bridge = match (&req.bridge, vlan) {
                     (Some(b), _) => b.clone(),
                     (None, Some(v)) => format!("br{v}"),
-                    (None, None) => free_bridge(c.db())?,
+                    (None, None) => default_bridge(c.db(), &s, req.bridge_interface.as_deref())?,
                 };
-                check_free(c, &label, cidr, cidr_v6, vlan)?;
+                check_free(c, &s, &label, cidr, cidr_v6, vlan)?;
                 check_bridge(
                     c,
                     &s,
@@ -376,6 +399,15 @@ impl Manager {
                     project_id: req.project_id.clone(),
                 };
                 let id = insert(c, &row, &layout.rows)?;
+                c.db().execute(
+                    "UPDATE networks SET fixed_cidr = ?, allowed_start = ?, allowed_end = ? WHERE id = ?",
+                    params![
+                        fixed_cidr.filter(|_| ranges.len() == 1).map(|f| f.to_string()),
+                        req.allowed_start.map(to_db),
+                        req.allowed_end.map(to_db),
+                        id
+                    ],
+                )?;
                 made.push(NetworkRow { id, ..row });
             }
             Ok(made)
@@ -483,11 +515,25 @@ impl Manager {
 /// Refuses a label, range, /64 or VLAN another network has.
 fn check_free(
     c: &Change<'_>,
+    settings: &super::Settings,
     label: &str,
     cidr: &Ipv4Network,
     cidr_v6: Option<Ipv6Network>,
     vlan: Option<u16>,
 ) -> Result<()> {
+    for own in &settings.config_networks {
+        if own.name == label {
+            return Err(ManagerError::Refused(format!(
+                "the config has a network named {label:?}"
+            )));
+        }
+        if own.cidr.is_some_and(|o| o.overlaps(*cidr)) {
+            return Err(ManagerError::Refused(format!(
+                "--fixed-range-v4: {cidr} conflicts with the config's network {:?}",
+                own.name
+            )));
+        }
+    }
     let db = c.db();
     if db
         .query_row(
@@ -578,6 +624,16 @@ fn check_bridge(c: &Change<'_>, settings: &super::Settings, new: &NewBridge<'_>)
         crate::table::control::interface_name(i)
             .map_err(|m| ManagerError::Invalid(format!("--bridge-interface: {m}")))?;
     }
+    if let Some(own) = settings
+        .config_networks
+        .iter()
+        .find(|n| n.bridge == bridge || Some(n.bridge.as_str()) == new.interface)
+    {
+        return Err(ManagerError::Refused(format!(
+            "--bridge: {} is the bridge of the config's network {:?}; give this one another",
+            own.bridge, own.name
+        )));
+    }
     let mine = settings.uplink(new.vlan, new.interface);
     let show = |u: &super::UplinkKeys| match u {
         (Some(v), Some(i), _) => format!("VLAN {v} on {i}"),
@@ -628,13 +684,36 @@ fn check_bridge(c: &Change<'_>, settings: &super::Settings, new: &NewBridge<'_>)
     Ok(())
 }
 
-/// The first `br<N>` (from 100) no network has: a network made without `--bridge` gets a
-/// bridge of its own (nova's flat_network_bridge was one bridge for one flat network).
-fn free_bridge(db: &Transaction<'_>) -> Result<String> {
-    let used: std::collections::HashSet<String> = all(db)?.into_iter().map(|n| n.bridge).collect();
+/// The bridge of a network made without `--bridge` or a VLAN: with `[manager] flat_interface`
+/// (and no interface of its own) the bridge that already carries it (nova's
+/// flat_network_bridge: the flat networks share one bridge); else the first `br<N>` from 100
+/// that no network, of the database or the config, has.
+fn default_bridge(
+    db: &Transaction<'_>,
+    settings: &super::Settings,
+    interface: Option<&str>,
+) -> Result<String> {
+    let networks = all(db)?;
+    if let (Some(flat), None) = (&settings.flat_interface, interface) {
+        let carrier = networks.iter().find(|n| {
+            settings
+                .uplink(n.vlan, n.bridge_interface.as_deref())
+                .2
+                .as_deref()
+                == Some(flat)
+        });
+        if let Some(n) = carrier {
+            return Ok(n.bridge.clone());
+        }
+    }
+    let used: std::collections::HashSet<&str> = networks
+        .iter()
+        .map(|n| n.bridge.as_str())
+        .chain(settings.config_networks.iter().map(|n| n.bridge.as_str()))
+        .collect();
     (100..10_000)
         .map(|n| format!("br{n}"))
-        .find(|b| !used.contains(b))
+        .find(|b| !used.contains(b.as_str()))
         .ok_or_else(|| ManagerError::Refused("no free br<N> name; give --bridge".into()))
 }
 

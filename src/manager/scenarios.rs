@@ -467,6 +467,103 @@ fn what_the_daemons_table_would_refuse_is_refused_at_create() {
 }
 
 #[test]
+fn the_configs_own_networks_are_kept_clear_of_and_flat_networks_share_the_flat_bridge() {
+    let mut s = settings(ManagerKind::Flatdhcp);
+    s.config_networks = vec![super::ConfigNetwork {
+        name: "own".into(),
+        cidr: "198.18.9.0/24".parse().ok(),
+        bridge: "br100".into(),
+    }];
+    let mut m = Manager::in_memory(s.clone()).unwrap();
+    assert!(refused(m.network_create(&net("own", "198.19.0.0/24"))).contains("config"));
+    assert!(refused(m.network_create(&net("x", "198.18.9.0/25"))).contains("config"));
+    let mut on = net("x", "198.18.0.0/24");
+    on.bridge = Some("br100".into());
+    assert!(refused(m.network_create(&on)).contains("the config's network"));
+    assert!(refused(m.floating_create(None, "198.18.9.7", None)).contains("config"));
+    assert!(matches!(
+        m.floating_create(None, "198.19.9.7", Some("eth 0")),
+        Err(ManagerError::Invalid(e)) if e.contains("--interface")
+    ));
+    // Without --bridge: the first br<N> neither the config nor the database has.
+    assert_eq!(
+        m.network_create(&net("x", "198.18.0.0/24")).unwrap()[0].bridge,
+        "br101"
+    );
+    // With flat_interface, the flat networks share the bridge carrying it.
+    s.config_networks.clear();
+    s.flat_interface = Some("eth1".into());
+    let mut m = Manager::in_memory(s).unwrap();
+    assert_eq!(
+        m.network_create(&net("a", "198.18.0.0/24")).unwrap()[0].bridge,
+        "br100"
+    );
+    assert_eq!(
+        m.network_create(&net("b", "198.18.1.0/24")).unwrap()[0].bridge,
+        "br100"
+    );
+}
+
+#[test]
+fn flags_that_name_one_networks_addresses_are_refused_with_a_split_and_counts_are_capped() {
+    let mut m = manager();
+    let mut n = net("split", "198.18.0.0/22");
+    n.num_networks = Some(4);
+    n.gateway = Some(ip("198.18.0.1"));
+    assert!(
+        matches!(m.network_create(&n), Err(ManagerError::Invalid(e)) if e.contains("--gateway"))
+    );
+    n.gateway = None;
+    n.num_networks = Some(5000);
+    assert!(m.network_create(&n).is_err());
+    n.num_networks = Some(4);
+    m.network_create(&n).unwrap();
+    let big = ServerCreate {
+        count: u32::MAX,
+        ..server("big", "p")
+    };
+    assert!(
+        matches!(m.server_create(&big), Err(ManagerError::Invalid(e)) if e.contains("--count"))
+    );
+}
+
+#[test]
+fn unreserve_keeps_what_fixed_cidr_leaves_out() {
+    let mut m = manager();
+    let mut n = net("vmnet", "198.18.0.0/16");
+    n.fixed_cidr = Some("198.18.20.0/24".into());
+    m.network_create(&n).unwrap();
+    assert!(refused(m.fixed_unreserve(ip("198.18.30.5"))).contains("--fixed-cidr"));
+    m.fixed_reserve(ip("198.18.20.5")).unwrap();
+    m.fixed_unreserve(ip("198.18.20.5")).unwrap();
+}
+
+#[test]
+fn reconciling_makes_the_leased_flags_the_leases_held() {
+    use super::leases::LeaseEvent;
+    let mut m = manager();
+    m.network_create(&net("n", "198.18.11.0/24")).unwrap();
+    let a = m.server_create(&server("a", "p")).unwrap();
+    let b = m.server_create(&server("b", "p")).unwrap();
+    let ev = |s: &Vec<super::server::ServerRow>| LeaseEvent {
+        leased: true,
+        ip: s[0].addresses[0].address,
+        mac: s[0].addresses[0].mac.parse().unwrap(),
+    };
+    m.lease_events(&[ev(&a)]).unwrap();
+    // The store holds b's lease only: a's flag was stale, b's event was lost.
+    m.reconcile_leases(&[ev(&b)]).unwrap();
+    let leased: Vec<_> = m
+        .fixed_list(None)
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.leased)
+        .map(|f| f.address)
+        .collect();
+    assert_eq!(leased, [b[0].addresses[0].address]);
+}
+
+#[test]
 fn every_change_the_daemon_serves_moves_the_generation() {
     let mut m = manager();
     let mut g = m.generation().unwrap();

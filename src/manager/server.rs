@@ -82,6 +82,9 @@ pub struct ServerCreate {
     pub count: u32,
 }
 
+/// Most servers one `server create --count` makes (one transaction holds the write lock).
+pub const MAX_COUNT: u32 = 100_000;
+
 /// The server a command names: by name or UUID.
 pub fn find(db: &Transaction<'_>, key: &str) -> Result<ServerRow> {
     let id: i64 = found(
@@ -185,12 +188,18 @@ impl Manager {
         if req.project.trim().is_empty() {
             return Err(ManagerError::Invalid("--project is required".into()));
         }
+        if req.count > MAX_COUNT {
+            return Err(ManagerError::Invalid(format!(
+                "--count: {} is over {MAX_COUNT} servers in one command",
+                req.count
+            )));
+        }
         let settings = self.settings.clone();
         self.change(|c| {
             c.served();
             let networks = networks_for(c, &settings.kind, &req.project, &req.networks)?;
             let count = req.count.max(1);
-            let mut made = Vec::with_capacity(count as usize);
+            let mut made = Vec::new();
             for i in 0..count {
                 let name = if count > 1 {
                     format!("{}-{}", req.name, i + 1)

@@ -8,7 +8,8 @@
 //! manager), and on each write compares `generation` with the one its table was built from.
 //! No polling, no socket to keep in step, and a command needs no running daemon: it commits
 //! and the daemon catches up, even after a restart. Writes that serve nothing new (the DHCP
-//! service's own `leased` flags, checkpoints) leave `generation` alone and cost one read.
+//! service's own `leased` flags, checkpoints) leave `generation` alone: they cost a second of
+//! rechecks (one row read every 5 ms), never a rebuild.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,8 @@ pub fn merge(config: &mut ConfigFile) -> Result<(ManagerLink, Vec<String>), Mana
     let settings = Settings::from_config(config)?;
     // No database yet is an empty one: reading (`netnode check`, `net plan`) creates nothing;
     // the daemon's watch creates it.
-    let served = if settings.database.exists() {
+    let present = settings.database.exists();
+    let served = if present {
         Manager::open(settings.clone())?.served()?
     } else {
         crate::manager::export::Served::default()
@@ -58,6 +60,7 @@ pub fn merge(config: &mut ConfigFile) -> Result<(ManagerLink, Vec<String>), Mana
         database: settings.database,
         generation: served.generation,
         force_dhcp_release: settings.force_dhcp_release,
+        present,
     };
     Ok((link, left_out))
 }
@@ -66,13 +69,17 @@ pub fn merge(config: &mut ConfigFile) -> Result<(ManagerLink, Vec<String>), Mana
 enum File {
     /// The one the connection reads.
     Same,
-    /// Deleted, nothing in its place.
+    /// Deleted, or replaced by something that is not a database.
     Gone,
-    /// Another file in its place (a restore): the connection now reads it.
+    /// Another database in its place (a restore): the connection now reads it.
     Replaced,
 }
 
 /// Waits for served changes in a manager database.
+///
+/// Its state lives in the struct, not in the future [`DbWatch::changed`] returns: the server's
+/// loop drops that future whenever another event comes first (a link event during a boot
+/// storm), and a write already taken from inotify must still be rechecked afterwards.
 pub struct DbWatch {
     database: PathBuf,
     files: Watcher,
@@ -80,11 +87,24 @@ pub struct DbWatch {
     /// The database file's inode when `conn` opened it (a file deleted and made anew, say by
     /// a restore, is another database: the watch opens it and the daemon reloads).
     inode: Option<u64>,
+    /// After a write, the generation is read again until this instant.
+    recheck_until: Option<tokio::time::Instant>,
+    /// The generation last reported: a reload that failed on it is not retried until the
+    /// database moves again (a bad state is logged once, not fifty times a second).
+    reported: Option<u64>,
 }
 
 fn inode(path: &Path) -> Option<u64> {
     std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).ok()?).into()
 }
+
+/// After a write, how often and how long the generation is read again (the commit's last step
+/// updates shared memory, which inotify does not see).
+const RECHECK: Duration = Duration::from_millis(5);
+const RECHECK_FOR: Duration = Duration::from_secs(1);
+/// Commits settle: this much quiet, or this long at most.
+const QUIET: Duration = Duration::from_millis(20);
+const LONGEST: Duration = Duration::from_millis(100);
 
 impl DbWatch {
     /// Watches `database` (its file and its WAL). Must be called inside a tokio runtime.
@@ -104,24 +124,36 @@ impl DbWatch {
             files,
             conn,
             inode: inode(database),
+            recheck_until: None,
+            reported: None,
         })
     }
 
     /// Whether the database file is still the one read. A deleted database keeps the last table
-    /// (a missing database is not an empty one); a file that appears in its place is read.
-    fn file(&mut self) -> io::Result<File> {
-        match inode(&self.database) {
-            now if now == self.inode => Ok(File::Same),
-            None => {
-                tracing::warn!(database = %self.database.display(), "the manager's database file is gone; still serving the last table");
-                self.inode = None;
-                Ok(File::Gone)
-            }
-            Some(_) => {
+    /// (a missing database is not an empty one); a file that appears in its place is read, once
+    /// it is a database.
+    fn file(&mut self) -> File {
+        let now = inode(&self.database);
+        if now == self.inode {
+            return File::Same;
+        }
+        self.inode = now;
+        if now.is_none() {
+            tracing::warn!(database = %self.database.display(), "the manager's database file is gone; still serving the last table");
+            return File::Gone;
+        }
+        match manager::connect(&self.database).and_then(|c| {
+            manager::generation(&c)?;
+            Ok(c)
+        }) {
+            Ok(c) => {
                 tracing::warn!(database = %self.database.display(), "the manager's database file was replaced; reading the new one");
-                self.conn = manager::connect(&self.database).map_err(io::Error::other)?;
-                self.inode = inode(&self.database);
-                Ok(File::Replaced)
+                self.conn = c;
+                File::Replaced
+            }
+            Err(e) => {
+                tracing::warn!(database = %self.database.display(), error = %e, "the manager's database file was replaced by one that cannot be read; still serving the last table");
+                File::Gone
             }
         }
     }
@@ -131,49 +163,48 @@ impl DbWatch {
         &self.database
     }
 
-    /// Returns once the database's generation differs from `served` (at once if it already
-    /// does), then lets a stream of commits settle: 20 ms of quiet, or 100 ms at most, so a
-    /// boot storm is served in steps rather than once it ends.
-    ///
-    /// A write to the WAL comes before its commit is visible (the commit's last step updates
-    /// the shared-memory index, which inotify does not see), so after each write the
-    /// generation is read again every 5 ms until it moves, or for a second: a commit is never
-    /// missed, and an idle database costs nothing.
-    pub async fn changed(&mut self, served: u64) -> io::Result<()> {
-        const QUIET: Duration = Duration::from_millis(20);
-        const LONGEST: Duration = Duration::from_millis(100);
-        const RECHECK: Duration = Duration::from_millis(5);
-        const RECHECK_FOR: Duration = Duration::from_secs(1);
-        let moved = |conn: &Connection| match manager::generation(conn) {
-            Ok(g) => g != served,
+    /// The generation now, unless it is `served` or was reported already.
+    fn moved(&self, served: u64) -> Option<u64> {
+        match manager::generation(&self.conn) {
+            Ok(g) if g != served && Some(g) != self.reported => Some(g),
+            Ok(_) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the manager database's generation failed");
-                false
+                None
             }
-        };
-        'wait: loop {
-            if moved(&self.conn) {
+        }
+    }
+
+    /// Returns once the database's generation differs from `served` (at once if it already
+    /// does), then lets a stream of commits settle: 20 ms of quiet, or 100 ms at most, so a
+    /// boot storm is served in steps rather than once it ends. After each write the generation
+    /// is read again every 5 ms until it moves, or for a second: a commit is never missed, and
+    /// an idle database costs nothing.
+    pub async fn changed(&mut self, served: u64) -> io::Result<()> {
+        loop {
+            if let Some(until) = self.recheck_until {
+                match self.file() {
+                    File::Same => {}
+                    File::Gone => self.recheck_until = None,
+                    File::Replaced => break,
+                }
+                if self.moved(served).is_some() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= until {
+                    self.recheck_until = None;
+                } else {
+                    tokio::time::sleep(RECHECK).await;
+                }
+                continue;
+            }
+            if self.moved(served).is_some() {
                 break;
             }
             self.files.changed().await?;
-            // After each write, until the commit shows or a second has passed: the generation,
-            // and whether the file is still the one the connection reads.
-            let until = tokio::time::Instant::now() + RECHECK_FOR;
-            loop {
-                match self.file()? {
-                    File::Same => {}
-                    File::Gone => continue 'wait,
-                    File::Replaced => break 'wait,
-                }
-                if moved(&self.conn) {
-                    break 'wait;
-                }
-                if tokio::time::Instant::now() >= until {
-                    break;
-                }
-                tokio::time::sleep(RECHECK).await;
-            }
+            self.recheck_until = Some(tokio::time::Instant::now() + RECHECK_FOR);
         }
+        self.recheck_until = None;
         let deadline = tokio::time::Instant::now() + LONGEST;
         while tokio::time::timeout_at(
             deadline.min(tokio::time::Instant::now() + QUIET),
@@ -182,6 +213,11 @@ impl DbWatch {
         .await
         .is_ok()
         {}
+        // Recorded only now, as the future returns: the server's loop may drop it at any await
+        // above (a link event comes first), and the change must then be found again.
+        if let Ok(g) = manager::generation(&self.conn) {
+            self.reported = Some(g);
+        }
         Ok(())
     }
 }

@@ -270,6 +270,9 @@ pub struct ManagerLink {
     pub generation: u64,
     /// Leases of bindings that left the table end at once (nova's force_dhcp_release).
     pub force_dhcp_release: bool,
+    /// The database existed when the table was read (a missing one reads as empty, which is
+    /// right on a fresh node and wrong after someone deleted it: see `server::reload`).
+    pub present: bool,
 }
 
 impl Drop for Table {
