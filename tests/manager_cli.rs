@@ -284,3 +284,81 @@ fn two_processes_creating_500_servers_each_at_once_never_share_an_address() {
     assert_eq!(addrs.len(), 1000, "an address was given twice");
     assert_eq!(macs.len(), 1000, "a MAC was given twice");
 }
+
+#[test]
+fn a_state_the_daemon_cannot_build_is_reported_once_and_the_next_change_recovers() {
+    // The daemon on the host, for bridges that do not exist here: it binds nothing and changes
+    // nothing, and its table still follows the database.
+    let dir = tempfile::tempdir().unwrap();
+    let daemon_config = dir.path().join("netnode.toml");
+    std::fs::write(
+        &daemon_config,
+        format!(
+            "[state]\ndir = \"{}\"\n[manager]\n[[network]]\nname = \"own\"\nbridge = \"nnx9\"\ncidr = \"198.18.9.0/24\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("state/manager.db");
+    let log = dir.path().join("serve.log");
+    /// Ends the daemon however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let daemon = Command::new(netnode())
+        .args(["serve", "--config", daemon_config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("serve.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let daemon = Killed(daemon);
+    let text = || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(dir.path().join("serve.err")).unwrap_or_default()
+    };
+    let wait = |what: &str, n: usize| {
+        for _ in 0..100 {
+            if text().matches(what).count() >= n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{what} x{n} not logged:\n{}", text());
+    };
+    wait("table loaded", 1);
+    // Committed with --database alone, so the command cannot know the config's network.
+    let out = Command::new(netnode())
+        .args([
+            "network-create",
+            "bad",
+            "--fixed-range-v4",
+            "198.18.9.0/24",
+            "--bridge",
+            "nnx8",
+        ])
+        .env("NETNODE_DATABASE", &db)
+        .env("NETNODE_CONFIG", config(&db.with_file_name("x.db")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait("reload failed", 1);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let failed = text().matches("reload failed").count();
+    // The next change (with the daemon's config) is served.
+    let out = Command::new(netnode())
+        .args(["network-delete", "bad"])
+        .env("NETNODE_CONFIG", &daemon_config)
+        .env_remove("NETNODE_DATABASE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    wait("table reloaded (the manager's database changed)", 1);
+    drop(daemon);
+    assert_eq!(failed, 1, "one line per bad state, not a loop:\n{}", text());
+}
