@@ -214,7 +214,7 @@ fn drive(
             due.push(
                 RequestBuilder::new(MessageType::Discover, mac, xid)
                     .relayed_by(relay)
-                    .option(55, &[1, 3, 6, 12, 15, 28, 51, 54])
+                    .option(55, PARAMETER_REQUEST_LIST)
                     .build(),
             );
             flights.insert(
@@ -310,6 +310,9 @@ fn drive(
         .count() as u64;
     Ok((report, latencies))
 }
+
+/// What the load tools' clients ask for (option 55), as a nova instance's client does.
+pub(crate) const PARAMETER_REQUEST_LIST: &[u8] = &[1, 3, 6, 12, 15, 28, 51, 54];
 
 /// Datagrams per system call in the load generator.
 const BATCH: usize = 64;

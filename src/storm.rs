@@ -227,7 +227,7 @@ fn follow(
         let packet = match p.offered {
             None => RequestBuilder::new(MessageType::Discover, mac, p.xid)
                 .relayed_by(cfg.relay)
-                .option(55, &[1, 3, 6, 12, 15, 28, 51, 54])
+                .option(55, crate::loadgen::PARAMETER_REQUEST_LIST)
                 .build(),
             Some(a) => RequestBuilder::new(MessageType::Request, mac, p.xid)
                 .relayed_by(cfg.relay)

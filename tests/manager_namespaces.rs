@@ -549,6 +549,16 @@ fn the_daemon_follows_the_database_through_restarts_a_deleted_file_and_a_restore
     eventually("the daemon saw the file go", Duration::from_secs(2), || {
         c.log().contains("database file is gone")
     });
+    // A SIGHUP meanwhile is refused, not read as an empty database (which would end every
+    // lease and unplumb every network).
+    c.daemon.as_ref().unwrap().signal(libc::SIGHUP);
+    eventually("the SIGHUP refused", Duration::from_secs(3), || {
+        c.log()
+            .contains("reload refused (SIGHUP): the manager's database is gone")
+    });
+    assert!(!c.log().contains("leases ended"), "{}", c.log());
+    let got = udhcpc(&c.lab.dir, &c.lab.instances[1].ns, "eth0", "3").expect("still served");
+    assert!(got.contains(&ip2), "{got}");
     // Restored (a new file in its place): read, and served within a second.
     fs::copy(&backup, &db).unwrap();
     eventually(

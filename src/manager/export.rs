@@ -16,6 +16,18 @@ use crate::table::control::FloatingConfig;
 /// one option line (`tag:...,3`, "send no router") serves all of them.
 pub const NO_DEFAULT_ROUTE_TAG: &str = "netnode-no-default-route";
 
+/// A network's allocated fixed IPs, read at every reload (an index lookup: see the query-plan
+/// test in `manager::scenarios`).
+pub(super) const BINDINGS_SQL: &str = "SELECT v.mac, f.address, i.hostname, v.id, v.position \
+     FROM fixed_ips f JOIN vifs v ON v.id = f.vif_id JOIN instances i ON i.id = f.instance_id \
+     WHERE f.network_id = ? AND f.instance_id IS NOT NULL ORDER BY f.address";
+
+/// The associated floating IPs, read at every reload: through the index of the associated
+/// ones, never the whole pool (a pool may hold half a million addresses).
+pub(super) const FLOATING_SQL: &str = "SELECT f.address, f.fixed_address, f.interface, \
+     x.instance_id FROM floating_ips f INDEXED BY floating_ips_associated \
+     JOIN fixed_ips x ON x.address = f.fixed_address WHERE f.fixed_address IS NOT NULL";
+
 /// One allocated fixed IP with what serving it needs.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Binding {
@@ -29,8 +41,6 @@ pub struct Binding {
     pub vif_id: i64,
     /// The interface's place on its server (0: the first).
     pub position: i64,
-    /// The server's id.
-    pub instance_id: i64,
 }
 
 /// One server's record for the metadata service.
@@ -71,11 +81,7 @@ impl Manager {
         self.read(|tx| {
             let generation = super::generation(tx)?;
             let mut networks = Vec::new();
-            let mut st = tx.prepare_cached(
-                "SELECT v.mac, f.address, i.hostname, v.id, v.position, i.id FROM fixed_ips f \
-                 JOIN vifs v ON v.id = f.vif_id JOIN instances i ON i.id = f.instance_id \
-                 WHERE f.network_id = ? AND f.instance_id IS NOT NULL ORDER BY f.address",
-            )?;
+            let mut st = tx.prepare_cached(BINDINGS_SQL)?;
             for n in super::network::all(tx)? {
                 let bindings = st
                     .query_map([n.id], |r| {
@@ -85,7 +91,6 @@ impl Manager {
                             hostname: r.get(2)?,
                             vif_id: r.get(3)?,
                             position: r.get(4)?,
-                            instance_id: r.get(5)?,
                         })
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -122,20 +127,20 @@ impl Manager {
                 }
             }
             let mut floating = Vec::new();
-            let mut st = tx.prepare_cached(
-                "SELECT f.address, f.fixed_address, f.interface, x.instance_id FROM floating_ips f \
-                 JOIN fixed_ips x ON x.address = f.fixed_address WHERE f.fixed_address IS NOT NULL \
-                 ORDER BY f.address",
-            )?;
-            for r in st.query_map([], |r| {
-                Ok((
-                    from_db(r.get(0)?),
-                    from_db(r.get(1)?),
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                ))
-            })? {
-                let (a, fixed, interface, instance) = r?;
+            let mut st = tx.prepare_cached(FLOATING_SQL)?;
+            let mut rows = st
+                .query_map([], |r| {
+                    Ok((
+                        from_db(r.get(0)?),
+                        from_db(r.get(1)?),
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            // In address order, sorted here: an ORDER BY would walk the whole pool instead.
+            rows.sort_unstable_by_key(|r| r.0);
+            for (a, fixed, interface, instance) in rows {
                 if let Some(i) = instance
                     .and_then(|id| index.get(&id))
                     .and_then(|&i| instances.get_mut(i))

@@ -161,6 +161,11 @@ fn own_address(
     })
 }
 
+/// The next free address of a network, per server created (the partial index `fixed_ips_free`).
+pub(super) const FREE_SQL: &str = "SELECT address FROM fixed_ips WHERE network_id = ? \
+     AND reserved = 0 AND allocated = 0 AND leased = 0 AND instance_id IS NULL \
+     ORDER BY updated, address LIMIT 1";
+
 /// Takes a free address of the network for a server's interface: unreserved, unallocated,
 /// unleased, the least recently touched first (freed addresses are reused last).
 pub fn allocate(
@@ -172,10 +177,7 @@ pub fn allocate(
 ) -> Result<Ipv4Addr> {
     let db = c.db();
     let address: Option<i64> = db
-        .prepare_cached(
-            "SELECT address FROM fixed_ips WHERE network_id = ? AND reserved = 0 AND allocated = 0 \
-             AND leased = 0 AND instance_id IS NULL ORDER BY updated, address LIMIT 1",
-        )?
+        .prepare_cached(FREE_SQL)?
         .query_row([network_id], |r| r.get(0))
         .optional()?;
     let Some(address) = address else {

@@ -1,10 +1,13 @@
 //! nova-network's address rules, pure: which addresses of a new network are reserved, what a
-//! floating range holds, how a network range is split, VLAN numbering, MACs and hostnames.
+//! floating range holds, how a network range is split, VLAN numbering and MACs (hostnames are
+//! the table's `instance::sanitize_hostname`, so DHCP and metadata name a server alike).
 //! The database code asks these and stores the answers.
 
 use std::net::Ipv4Addr;
 
 use ipnetwork::Ipv4Network;
+
+use crate::table::MacAddr;
 
 /// The largest floating pool one `floating create` may make (nova's limit).
 pub const MAX_FLOATING: u64 = 1_000_000;
@@ -226,37 +229,9 @@ pub fn floating_range(text: &str) -> Result<Vec<Ipv4Addr>, String> {
 }
 
 /// A MAC in `fa:16:3e` from three random bytes.
-pub fn mac(random: [u8; 3]) -> String {
+pub fn mac(random: [u8; 3]) -> MacAddr {
     let [a, b, c] = MAC_PREFIX;
-    format!(
-        "{a:02x}:{b:02x}:{c:02x}:{:02x}:{:02x}:{:02x}",
-        random[0], random[1], random[2]
-    )
-}
-
-/// nova's hostname from a display name: lower case, runs of anything but letters, digits and
-/// `-` become `-`, trimmed of `-` and `.`, at most 63 characters; `server` when nothing is left.
-pub fn hostname(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        let c = c.to_ascii_lowercase();
-        if c.is_ascii_alphanumeric() || c == '-' {
-            out.push(c);
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    let trimmed: String = out
-        .trim_matches(|c| c == '-' || c == '.')
-        .chars()
-        .take(63)
-        .collect();
-    let trimmed = trimmed.trim_end_matches('-').to_string();
-    if trimmed.is_empty() {
-        "server".into()
-    } else {
-        trimmed
-    }
+    MacAddr([a, b, c, random[0], random[1], random[2]])
 }
 
 #[cfg(test)]
@@ -394,10 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn macs_and_hostnames() {
-        assert_eq!(mac([1, 0xab, 0xff]), "fa:16:3e:01:ab:ff");
-        assert_eq!(hostname("Web Server_1"), "web-server-1");
-        assert_eq!(hostname("..."), "server");
-        assert_eq!(hostname(&"a".repeat(100)).len(), 63);
+    fn macs_are_openstacks() {
+        assert_eq!(mac([1, 0xab, 0xff]).to_string(), "fa:16:3e:01:ab:ff");
     }
 }

@@ -564,6 +564,45 @@ fn reconciling_makes_the_leased_flags_the_leases_held() {
 }
 
 #[test]
+fn what_runs_per_reload_per_create_and_per_delete_uses_an_index() {
+    let mut m = manager();
+    m.network_create(&net("n", "198.18.0.0/20")).unwrap();
+    let plan = |m: &Manager, sql: &str| -> String {
+        let mut st = m
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let params = rusqlite::params_from_iter(std::iter::repeat_n(1, st.parameter_count()));
+        let rows = st
+            .query_map(params, |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>();
+        rows.join("; ")
+    };
+    for sql in [
+        super::export::BINDINGS_SQL.to_string(),
+        super::fixed::FREE_SQL.to_string(),
+        format!(
+            "{} WHERE f.instance_id = ?1 ORDER BY v.position",
+            super::server::NICS
+        ),
+        format!("{} WHERE x.instance_id = ?1", super::server::FIPS),
+        "SELECT 1 FROM fixed_ips WHERE vif_id = ?1".to_string(),
+        "SELECT 1 FROM vifs WHERE network_id = ?1".to_string(),
+    ] {
+        let p = plan(&m, &sql);
+        assert!(
+            !p.contains("SCAN f ") && !p.contains("SCAN fixed_ips") && !p.contains("SCAN vifs"),
+            "{sql}: {p}"
+        );
+    }
+    // The floating IPs a reload reads: only the associated ones, by their index.
+    let p = plan(&m, super::export::FLOATING_SQL);
+    assert!(p.contains("floating_ips_associated"), "{p}");
+}
+
+#[test]
 fn every_change_the_daemon_serves_moves_the_generation() {
     let mut m = manager();
     let mut g = m.generation().unwrap();

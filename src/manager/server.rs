@@ -103,6 +103,13 @@ pub fn find(db: &Transaction<'_>, key: &str) -> Result<ServerRow> {
     })
 }
 
+/// A server's interfaces (with a `WHERE`).
+pub(super) const NICS: &str = "SELECT f.instance_id, n.label, f.address, v.mac, v.id \
+     FROM fixed_ips f JOIN vifs v ON v.id = f.vif_id JOIN networks n ON n.id = f.network_id";
+/// A server's floating IPs (with a `WHERE`).
+pub(super) const FIPS: &str = "SELECT x.instance_id, f.address FROM floating_ips f \
+     JOIN fixed_ips x ON x.address = f.fixed_address";
+
 /// Servers with their interfaces and floating IPs: one by id, or all. (Two statements each,
 /// not `?1 IS NULL OR id = ?1`: that form keeps SQLite from using the index, and a create
 /// that reads its server back would scan every fixed IP.)
@@ -135,8 +142,6 @@ fn load(db: &Transaction<'_>, only: Option<i64>) -> Result<Vec<ServerRow>> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let index: std::collections::HashMap<i64, usize> =
         servers.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
-    const NICS: &str = "SELECT f.instance_id, n.label, f.address, v.mac, v.id FROM fixed_ips f \
-         JOIN vifs v ON v.id = f.vif_id JOIN networks n ON n.id = f.network_id";
     let mut st = db.prepare_cached(&by(
         &format!("{NICS} WHERE f.instance_id IS NOT NULL ORDER BY f.instance_id, v.position"),
         &format!("{NICS} WHERE f.instance_id = ?1 ORDER BY v.position"),
@@ -158,8 +163,6 @@ fn load(db: &Transaction<'_>, only: Option<i64>) -> Result<Vec<ServerRow>> {
             s.addresses.push(nic);
         }
     }
-    const FIPS: &str = "SELECT x.instance_id, f.address FROM floating_ips f \
-         JOIN fixed_ips x ON x.address = f.fixed_address";
     let mut st = db.prepare_cached(&by(
         &format!("{FIPS} ORDER BY f.address"),
         &format!("{FIPS} WHERE x.instance_id = ?1 ORDER BY f.address"),
@@ -360,7 +363,7 @@ fn create_one(
     .execute(params![
         super::uuid4(),
         name,
-        rules::hostname(name),
+        crate::table::instance::sanitize_hostname(name),
         project,
         c.seq
     ])?;
@@ -395,7 +398,7 @@ fn insert_vif(c: &Change<'_>, instance: i64, network: i64, position: usize) -> R
     )?;
     // 2^24 MACs: a collision is rare until the table is large; each retry is a fresh draw.
     for _ in 0..64 {
-        let mac = rules::mac(rand::random());
+        let mac = rules::mac(rand::random()).to_string();
         if st.execute(params![mac, instance, network, position as i64])? == 1 {
             return Ok(db.last_insert_rowid());
         }
