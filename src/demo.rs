@@ -290,6 +290,7 @@ fn serve_and_report(
             project: "demo".into(),
             networks: Vec::new(),
             count: 1,
+            security_groups: Vec::new(),
         })?;
         let mac: MacAddr = server
             .first()

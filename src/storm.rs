@@ -157,6 +157,7 @@ fn create(cfg: &StormConfig, tx: mpsc::Sender<Created>) -> io::Result<(u64, Dura
                         project: "storm".into(),
                         networks: Vec::new(),
                         count,
+                        security_groups: Vec::new(),
                     })
                     .map_err(io::Error::other)?;
                 let at = Instant::now();

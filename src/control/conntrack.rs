@@ -5,11 +5,14 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
-use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, Tuple};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Tuple,
+};
 use netlink_packet_netfilter::{NetfilterMessageInner, NetfilterProtoFamily};
 use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_DUMP};
 
 use super::netfilter::{exchange, message, Socket};
+use crate::table::firewall::FirewallSettings;
 
 /// Deletes the conntrack entries of connections that came in through a floating IP (DNATed to
 /// its fixed one) or went out through it (SNATed from the fixed one), for every (floating,
@@ -36,14 +39,63 @@ pub fn forget(socket: &Socket, pairs: &[(Ipv4Addr, Ipv4Addr)]) -> io::Result<usi
             }
         }
     })?;
+    delete(socket, NetfilterProtoFamily::IPv4, doomed)
+}
+
+/// Deletes the conntrack entries (IPv4 and IPv6) of flows the security groups no longer allow
+/// (judged as their first packet would be now: [`super::firewall::allows`]), so a flow a
+/// removed rule let in ends as operators expect; returns how many.
+pub fn forget_forbidden(socket: &Socket, settings: &FirewallSettings) -> io::Result<usize> {
+    let mut deleted = 0;
+    for family in [NetfilterProtoFamily::IPv4, NetfilterProtoFamily::IPv6] {
+        let mut doomed = Vec::new();
+        let dump = message(family, 0, ConntrackMessage::Get(Vec::new()), NLM_F_DUMP);
+        exchange(socket, vec![dump], |m| {
+            if let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = &m.inner {
+                let (Some((orig, source, _)), Some((reply, destination, _))) =
+                    (tuple(attrs, true), tuple(attrs, false))
+                else {
+                    return;
+                };
+                // After NAT: the reply comes from the real destination and its port.
+                let (protocol, port) = protocol_port(&reply);
+                if !super::firewall::allows(settings, protocol, source, destination, port) {
+                    doomed.push(orig);
+                }
+            }
+        })?;
+        deleted += delete(socket, family, doomed)?;
+    }
+    Ok(deleted)
+}
+
+/// The protocol and source port of a tuple (0 without ports).
+fn protocol_port(t: &[Tuple]) -> (u8, u16) {
+    let mut out = (0, 0);
+    for x in t {
+        if let Tuple::Proto(p) = x {
+            for p in p {
+                match p {
+                    ProtoTuple::Protocol(n) => out.0 = u8::from(*n),
+                    ProtoTuple::SourcePort(port) => out.1 = *port,
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Deletes each entry by its original tuple; returns how many went.
+fn delete(
+    socket: &Socket,
+    family: NetfilterProtoFamily,
+    doomed: Vec<Vec<Tuple>>,
+) -> io::Result<usize> {
     let mut deleted = 0;
     for orig in doomed {
         let delete = ConntrackMessage::Delete(vec![ConntrackAttribute::CtaTupleOrig(orig)]);
-        match exchange(
-            socket,
-            vec![message(NetfilterProtoFamily::IPv4, 0, delete, NLM_F_ACK)],
-            |_| {},
-        ) {
+        match exchange(socket, vec![message(family, 0, delete, NLM_F_ACK)], |_| {}) {
             Ok(()) => deleted += 1,
             // Gone already (it timed out, or another flow's delete took it).
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}

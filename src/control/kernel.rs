@@ -3,6 +3,7 @@
 //! through one `nft -f` transaction (Debian's nftables package); conntrack deletes over
 //! ctnetlink; gratuitous ARPs as raw frames. Nothing here decides anything.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
@@ -21,9 +22,10 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVlan, RouteMessageBuilder};
 
 use crate::table::MacAddr;
 
-use super::nft;
+use super::nftable::{self, TableState};
 use super::plan::{LinkChange, Op};
 use super::state::{Address, Link, LinkKind, Observed, Route, OWNER_ALIAS, OWNER_PROTO};
+use super::{firewall, nft};
 
 /// The main routing table.
 const MAIN_TABLE: u8 = 254;
@@ -69,6 +71,8 @@ pub struct Kernel {
     /// nftables events calls [`Kernel::nft_changed`], so a long-lived `Kernel` lists the table
     /// only after someone (netnode included) changed it.
     nft_cache: std::sync::Mutex<Option<Option<nft::NftState>>>,
+    /// The firewall's tables as last listed or applied (`None`: unknown, list them).
+    tables_cache: std::sync::Mutex<Option<BTreeMap<String, TableState>>>,
     /// The netfilter socket, opened on first use and kept (see [`super::netfilter::open`]).
     netfilter: std::sync::Mutex<Option<super::netfilter::Socket>>,
 }
@@ -82,6 +86,7 @@ impl Kernel {
         Ok(Kernel {
             handle,
             nft_cache: std::sync::Mutex::new(None),
+            tables_cache: std::sync::Mutex::new(None),
             netfilter: std::sync::Mutex::new(None),
         })
     }
@@ -107,6 +112,26 @@ impl Kernel {
     /// Something changed in nftables: the next observation lists netnode's table again.
     pub fn nft_changed(&self) {
         *self.nft_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.tables_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The firewall's tables that exist (listed with `nft -j -p`, so elements read back in the
+    /// form they were written).
+    fn firewall_tables(&self) -> Result<BTreeMap<String, TableState>, KernelError> {
+        let mut cache = self.tables_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = &*cache {
+            return Ok(known.clone());
+        }
+        let mut tables = BTreeMap::new();
+        for name in firewall::TABLES {
+            if let Some(json) = list_table(name)? {
+                let state = nftable::parse_json(&json)
+                    .map_err(|e| KernelError::Nft(format!("table {name}: {e}")))?;
+                tables.insert(name.to_string(), state);
+            }
+        }
+        *cache = Some(tables.clone());
+        Ok(tables)
     }
 
     fn nft_state(&self) -> Result<Option<nft::NftState>, KernelError> {
@@ -189,6 +214,10 @@ impl Kernel {
             ip_forward: sysctl("net/ipv4/ip_forward").as_deref() == Some("1"),
             ipv6_forward: sysctl("net/ipv6/conf/all/forwarding").as_deref() == Some("1"),
             nft: self.nft_state()?,
+            tables: self.firewall_tables()?,
+            bridge_nf: sysctl("net/bridge/bridge-nf-call-iptables").map(|v4| {
+                v4 == "1" && sysctl("net/bridge/bridge-nf-call-ip6tables").as_deref() == Some("1")
+            }),
         })
     }
 
@@ -451,6 +480,28 @@ impl Kernel {
                 };
                 done
             }
+            Op::Table {
+                table,
+                script,
+                result,
+            } => {
+                let done = run_nft(script);
+                let mut cache = self.tables_cache.lock().unwrap_or_else(|p| p.into_inner());
+                match (&done, cache.as_mut()) {
+                    (Ok(()), Some(tables)) => {
+                        match result {
+                            Some(r) => tables.insert(table.clone(), r.clone()),
+                            None => tables.remove(table),
+                        };
+                    }
+                    _ => *cache = None,
+                }
+                done
+            }
+            Op::ForgetForbidden(settings) => self
+                .with_netfilter(|s| super::conntrack::forget_forbidden(s, settings))
+                .map(|_| ())
+                .map_err(io("deleting the flows the security groups now forbid")),
             Op::ForgetFlows(pairs) => self
                 .with_netfilter(|s| super::conntrack::forget(s, pairs))
                 .map(|_| ())
@@ -626,8 +677,18 @@ fn sysctl(key: &str) -> Option<String> {
 
 /// netnode's table as `nft -j` lists it; `None` when it does not exist.
 fn read_nft() -> Result<Option<nft::NftState>, KernelError> {
+    match list_table(nft::TABLE)? {
+        Some(json) => nft::parse_json(&json).map(Some).map_err(KernelError::Nft),
+        None => Ok(None),
+    }
+}
+
+/// `nft -j -p list table <table>` (protocols as numbers); `None` when the table does not exist.
+fn list_table(table: &str) -> Result<Option<String>, KernelError> {
+    let mut args = vec!["-j", "-p", "list", "table"];
+    args.extend(table.split(' '));
     let out = Command::new("nft")
-        .args(["-j", "list", "table", "inet", "netnode"])
+        .args(&args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| KernelError::Nft(format!("cannot run nft (Debian package nftables): {e}")))?;
@@ -637,13 +698,11 @@ fn read_nft() -> Result<Option<nft::NftState>, KernelError> {
             return Ok(None);
         }
         return Err(KernelError::Nft(format!(
-            "listing table inet netnode: {}",
+            "listing table {table}: {}",
             err.trim()
         )));
     }
-    nft::parse_json(&String::from_utf8_lossy(&out.stdout))
-        .map(Some)
-        .map_err(KernelError::Nft)
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
 /// Runs one `nft -f -` transaction: all of it applies, or none of it.

@@ -7,10 +7,12 @@
 //! (links with its alias, addresses with its protocol, its table) and never flushes a ruleset.
 
 pub mod conntrack;
+pub mod firewall;
 pub mod garp;
 pub mod kernel;
 pub mod netfilter;
 pub mod nft;
+pub mod nftable;
 pub mod plan;
 pub mod run;
 #[cfg(test)]

@@ -10,13 +10,17 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 
 use crate::table::control::Uplink;
+use crate::table::firewall::FirewallSettings;
 use crate::table::MacAddr;
 
+use super::firewall;
 use super::nft::{self, MapChange, NftState};
+use super::nftable::{TableSpec, TableState};
 use super::state::{vlan_mac, Address, BridgeSpec, Desired, Link, LinkKind, Observed, Route};
 
 /// One change to the kernel.
@@ -98,6 +102,17 @@ pub enum Op {
         /// The table it leaves (none: deleted).
         result: Option<NftState>,
     },
+    /// One `nft -f` transaction on one of the firewall's tables.
+    Table {
+        /// Its family and name.
+        table: String,
+        /// The script (a replacement, element updates, or the delete).
+        script: String,
+        /// The table it leaves (none: deleted).
+        result: Option<TableState>,
+    },
+    /// End the flows the security groups no longer allow (a walk of the conntrack table).
+    ForgetForbidden(Arc<FirewallSettings>),
     /// End the connections that went through these floating IPs (nova's `conntrack -D`), as
     /// (floating, fixed) pairs: one walk of the conntrack table for all of them.
     ForgetFlows(Vec<(Ipv4Addr, Ipv4Addr)>),
@@ -431,6 +446,7 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
             result: Some(want),
         }),
     }
+    firewall(&mut p, d, o);
     // Flows through a floating IP that is gone or leads elsewhere now end, after the rules.
     let wanted: HashSet<(Ipv4Addr, Ipv4Addr)> =
         d.floating.iter().map(|f| (f.address, f.fixed)).collect();
@@ -455,6 +471,61 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
     p
 }
 
+/// The firewall's tables: element updates when the structure is the same, else a replacement;
+/// tables no longer wanted go. A change to the groups ends the flows they no longer allow.
+fn firewall(p: &mut Plan, d: &Desired, o: &Observed) {
+    let wanted: Vec<&TableSpec> = d.firewall.iter().flat_map(|f| f.tables()).collect();
+    let mut groups_changed = false;
+    for spec in &wanted {
+        let script = match o.tables.get(spec.table) {
+            Some(s) if spec.same_structure(s) => {
+                let c = spec.changes(s);
+                if c.is_empty() {
+                    continue;
+                }
+                spec.update_script(&c)
+            }
+            _ => spec.replace_script(),
+        };
+        groups_changed |= spec.table == firewall::GROUP_TABLE;
+        p.ops.push(Op::Table {
+            table: spec.table.to_string(),
+            script,
+            result: Some(spec.state()),
+        });
+    }
+    for name in o.tables.keys() {
+        if !wanted.iter().any(|w| w.table == name) {
+            p.ops.push(Op::Table {
+                table: name.clone(),
+                script: TableSpec::delete_script(name),
+                result: None,
+            });
+        }
+    }
+    if d.firewall.is_some() {
+        match o.bridge_nf {
+            Some(true) => {}
+            Some(false) => {
+                for key in ["bridge-nf-call-iptables", "bridge-nf-call-ip6tables"] {
+                    p.ops.push(Op::Sysctl {
+                        key: format!("net/bridge/{key}"),
+                        value: "1".into(),
+                    });
+                }
+            }
+            None => p.warnings.push(
+                "firewall: br_netfilter is not loaded (modprobe br_netfilter): security \
+                 groups do not see traffic between instances on one bridge"
+                    .into(),
+            ),
+        }
+    }
+    if groups_changed {
+        p.ops.push(Op::ForgetForbidden(d.firewall_settings.clone()));
+    }
+}
+
 /// Removes everything netnode made: its table, its addresses, its links; a flat interface's
 /// addresses and routes go back from the bridge to it. Sysctls stay as they are (other
 /// software on the host may rely on forwarding by now).
@@ -464,6 +535,13 @@ pub fn teardown(d: &Desired, o: &Observed) -> Plan {
         p.ops.push(Op::Nft {
             script: nft::delete_script(),
             maps: Vec::new(),
+            result: None,
+        });
+    }
+    for name in o.tables.keys() {
+        p.ops.push(Op::Table {
+            table: name.clone(),
+            script: TableSpec::delete_script(name),
             result: None,
         });
     }
@@ -726,6 +804,7 @@ pub fn simulate(o: &Observed, ops: &[Op]) -> Observed {
                 match key.as_str() {
                     "net/ipv4/ip_forward" => o.ip_forward = on,
                     "net/ipv6/conf/all/forwarding" => o.ipv6_forward = on,
+                    "net/bridge/bridge-nf-call-ip6tables" => o.bridge_nf = Some(on),
                     k => {
                         let link = k
                             .strip_prefix("net/ipv6/conf/")
@@ -738,7 +817,15 @@ pub fn simulate(o: &Observed, ops: &[Op]) -> Observed {
                 }
             }
             Op::Nft { result, .. } => o.nft = result.clone(),
-            Op::ForgetFlows(_) | Op::AnnounceArp { .. } => {}
+            Op::Table { table, result, .. } => match result {
+                Some(r) => {
+                    o.tables.insert(table.clone(), r.clone());
+                }
+                None => {
+                    o.tables.remove(table);
+                }
+            },
+            Op::ForgetFlows(_) | Op::ForgetForbidden(_) | Op::AnnounceArp { .. } => {}
         }
     }
     o
@@ -811,6 +898,23 @@ impl fmt::Display for Op {
             }
             Op::Sysctl { key, value } => write!(f, "sysctl -w {}={value}", key.replace('/', ".")),
             Op::Nft { script, .. } => write!(f, "nft -f - <<'EOF'\n{}EOF", script),
+            Op::Table { script, .. } => {
+                // A firewall table holds an element per port and rule: thousands of lines
+                // would flood the log, so a long script shows its head.
+                const HEAD: usize = 40;
+                let lines = script.lines().count();
+                if lines <= HEAD {
+                    return write!(f, "nft -f - <<'EOF'\n{script}EOF");
+                }
+                let head: Vec<&str> = script.lines().take(HEAD).collect();
+                write!(
+                    f,
+                    "nft -f - <<'EOF'\n{}\n# ... {} more lines\nEOF",
+                    head.join("\n"),
+                    lines - HEAD
+                )
+            }
+            Op::ForgetForbidden(_) => write!(f, "conntrack: end the flows the groups now forbid"),
             Op::ForgetFlows(flows) => {
                 write!(f, "conntrack -D (over netlink) the flows through")?;
                 for (i, (floating, fixed)) in flows.iter().enumerate() {

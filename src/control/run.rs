@@ -112,7 +112,7 @@ pub fn summary(ops: &[Op]) -> String {
             | Op::SetLink { .. }
             | Op::DeleteLink { .. } => links += 1,
             Op::AddAddress { .. } | Op::DeleteAddress { .. } => addrs += 1,
-            Op::Nft { .. } => nft += 1,
+            Op::Nft { .. } | Op::Table { .. } => nft += 1,
             _ => other += 1,
         }
     }

@@ -10,7 +10,11 @@ use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use crate::table::control::{ControlSettings, FloatingIp, Uplink};
 use crate::table::{MacAddr, Table};
 
+use super::firewall::Firewall;
 use super::nft::{self, NftState};
+use super::nftable::TableState;
+use crate::table::firewall::FirewallSettings;
+use std::sync::Arc;
 
 /// The interface alias that marks a link netnode created (`ip link show` prints it).
 pub const OWNER_ALIAS: &str = "netnode";
@@ -52,6 +56,10 @@ pub struct Desired {
     pub public_interface: Option<String>,
     /// netnode's nftables table.
     pub ruleset: nft::Ruleset,
+    /// The instance firewall's tables (none: off, or nothing to filter).
+    pub firewall: Option<Firewall>,
+    /// What the firewall was built from (judging established flows after a change).
+    pub firewall_settings: Arc<FirewallSettings>,
 }
 
 impl Desired {
@@ -90,6 +98,8 @@ impl Desired {
             garp_count: c.garp_count,
             public_interface: c.public_interface.clone(),
             ruleset: nft::Ruleset::new(table),
+            firewall: Firewall::build(&table.firewall),
+            firewall_settings: Arc::new(table.firewall.clone()),
             bridges,
         }
     }
@@ -188,6 +198,11 @@ pub struct Observed {
     pub ipv6_forward: bool,
     /// netnode's nftables table, when it exists.
     pub nft: Option<NftState>,
+    /// The firewall's tables that exist, by family and name.
+    pub tables: BTreeMap<String, TableState>,
+    /// `net.bridge.bridge-nf-call-iptables` and `-ip6tables` are both 1 (none: br_netfilter is
+    /// not loaded, so bridged frames never reach the IP hooks).
+    pub bridge_nf: Option<bool>,
 }
 
 impl Observed {

@@ -223,6 +223,19 @@ impl Lab {
         Ok(self.instances.last().expect("just pushed"))
     }
 
+    /// Renames instance `i`'s (from 0) bridge port, as a hypervisor names the device it plugs
+    /// a VIF into (`tap...`): the firewall knows ports by name.
+    pub fn rename_port(&mut self, i: usize, name: &str) -> io::Result<()> {
+        let Some(inst) = self.instances.get_mut(i) else {
+            return Err(io::Error::other(format!("no instance {i}")));
+        };
+        self.server.ip(&["link", "set", &inst.port, "down"])?;
+        self.server.ip(&["link", "set", &inst.port, "name", name])?;
+        self.server.ip(&["link", "set", name, "up"])?;
+        inst.port = name.to_string();
+        Ok(())
+    }
+
     fn tag_number(&self) -> u32 {
         self.tag.parse().unwrap_or(0)
     }

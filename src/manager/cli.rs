@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::network::{CreateNetwork, NetworkRow};
+use super::secgroup::{GroupRow, RuleCreate, RuleRow};
 use super::server::ServerCreate;
 use super::{Manager, ManagerError, Settings};
 use crate::table::build;
 use crate::table::config::ConfigFile;
+use crate::table::firewall::{RemoteSpec, RuleConfig};
 
 /// Where the config and database are, and how to print.
 #[derive(Debug, Clone, Args)]
@@ -113,6 +115,12 @@ pub enum ManagerCommand {
         /// What to do.
         #[command(subcommand)]
         action: ServerAction,
+    },
+    /// Security groups and their rules (the instance firewall).
+    Secgroup {
+        /// What to do.
+        #[command(subcommand)]
+        action: SecgroupAction,
     },
     /// Write the manager's state in another program's files.
     Export {
@@ -263,6 +271,9 @@ pub enum ServerAction {
         /// Create this many (`NAME-1`, `NAME-2`...) in one transaction.
         #[arg(long, default_value_t = 1, alias = "min-count")]
         count: u32,
+        /// Its security groups; repeat for several (default: the project's `default`).
+        #[arg(long = "security-group", alias = "security_group")]
+        security_groups: Vec<String>,
         /// Config, database, output.
         #[command(flatten)]
         common: Common,
@@ -285,6 +296,111 @@ pub enum ServerAction {
     Show {
         /// Its name or UUID.
         name: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+/// `secgroup ...`.
+#[derive(Debug, Subcommand)]
+pub enum SecgroupAction {
+    /// Create a group: all egress allowed, no ingress until a rule allows it.
+    Create {
+        /// Its name.
+        name: String,
+        /// Its project.
+        #[arg(long, alias = "project-id")]
+        project: String,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List groups.
+    List {
+        /// Only this project's.
+        #[arg(long, alias = "project-id")]
+        project: Option<String>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete a group (not a default group, one with servers, or one a rule names).
+    Delete {
+        /// Its name.
+        name: String,
+        /// Its project (default: the one project with a group of that name).
+        #[arg(long, alias = "project-id")]
+        project: Option<String>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// A group's rules.
+    Rule {
+        /// What to do.
+        #[command(subcommand)]
+        action: RuleAction,
+    },
+}
+
+/// `secgroup rule ...`.
+#[derive(Debug, Subcommand)]
+pub enum RuleAction {
+    /// Allow traffic: `--protocol icmp default`, `--protocol tcp --dst-port 22:22 default`.
+    Create {
+        /// The group.
+        group: String,
+        /// Its project (default: the one project with a group of that name).
+        #[arg(long, alias = "project-id")]
+        project: Option<String>,
+        /// tcp, udp, icmp, icmpv6, sctp, dccp, any, or 0-255 (default any).
+        #[arg(long)]
+        protocol: Option<String>,
+        /// A port or range: 22, 22:22, 1000:2000.
+        #[arg(long = "dst-port", alias = "dst_port")]
+        dst_port: Option<String>,
+        /// Where the remote side is.
+        #[arg(
+            long = "remote-ip",
+            alias = "remote_ip",
+            conflicts_with = "remote_group"
+        )]
+        remote_ip: Option<String>,
+        /// A group (same project) the remote side belongs to.
+        #[arg(long = "remote-group", alias = "remote_group")]
+        remote_group: Option<String>,
+        /// Traffic to the servers (the default).
+        #[arg(long, conflicts_with = "egress")]
+        ingress: bool,
+        /// Traffic from the servers.
+        #[arg(long)]
+        egress: bool,
+        /// IPv4 (default) or IPv6.
+        #[arg(long)]
+        ethertype: Option<String>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List rules.
+    List {
+        /// Only this group's.
+        group: Option<String>,
+        /// Only this project's.
+        #[arg(long, alias = "project-id")]
+        project: Option<String>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete a rule by its id.
+    Delete {
+        /// The rule's id (`secgroup rule list`).
+        id: i64,
         /// Config, database, output.
         #[command(flatten)]
         common: Common,
@@ -430,6 +546,7 @@ pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
             }
         }
         C::Server { action } => server(action)?,
+        C::Secgroup { action } => secgroup(action)?,
         C::Export {
             format:
                 ExportFormat::Nova {
@@ -583,6 +700,7 @@ fn server(action: ServerAction) -> Result<String, CliError> {
             project,
             networks,
             count,
+            security_groups,
             common,
         } => {
             let made = open(&common)?.server_create(&ServerCreate {
@@ -590,6 +708,7 @@ fn server(action: ServerAction) -> Result<String, CliError> {
                 project,
                 networks,
                 count,
+                security_groups,
             })?;
             if common.json {
                 json(&made)
@@ -626,6 +745,146 @@ fn server(action: ServerAction) -> Result<String, CliError> {
             }
         }
     })
+}
+
+fn secgroup(action: SecgroupAction) -> Result<String, CliError> {
+    use SecgroupAction as S;
+    let groups = |common: &Common, rows: &[GroupRow]| {
+        if common.json {
+            json(&rows)
+        } else {
+            table(
+                &["ID", "Project", "Name", "Description", "Rules", "Servers"],
+                rows.iter()
+                    .map(|g| {
+                        vec![
+                            g.id.to_string(),
+                            g.project_id.clone(),
+                            g.name.clone(),
+                            g.description.clone(),
+                            g.rules.to_string(),
+                            g.servers.to_string(),
+                        ]
+                    })
+                    .collect(),
+            )
+        }
+    };
+    Ok(match action {
+        S::Create {
+            name,
+            project,
+            description,
+            common,
+        } => {
+            let g = open(&common)?.secgroup_create(&name, &project, &description)?;
+            groups(&common, &[g])
+        }
+        S::List { project, common } => {
+            let all = open_existing(&common)?.secgroup_list(project.as_deref())?;
+            groups(&common, &all)
+        }
+        S::Delete {
+            name,
+            project,
+            common,
+        } => {
+            let g = open(&common)?.secgroup_delete(&name, project.as_deref())?;
+            format!(
+                "deleted security group {} (project {})\n",
+                g.name, g.project_id
+            )
+        }
+        S::Rule {
+            action:
+                RuleAction::Create {
+                    group,
+                    project,
+                    protocol,
+                    dst_port,
+                    remote_ip,
+                    remote_group,
+                    ingress: _,
+                    egress,
+                    ethertype,
+                    common,
+                },
+        } => {
+            let (row, warning) = open(&common)?.rule_create(&RuleCreate {
+                group,
+                project,
+                rule: RuleConfig {
+                    direction: Some(if egress { "egress" } else { "ingress" }.into()),
+                    ethertype,
+                    protocol,
+                    dst_port,
+                    remote_ip,
+                    remote_group,
+                },
+            })?;
+            if let Some(w) = warning {
+                eprintln!("warning: {w}");
+            }
+            rules_table(&common, &[row])
+        }
+        S::Rule {
+            action:
+                RuleAction::List {
+                    group,
+                    project,
+                    common,
+                },
+        } => {
+            let all = open_existing(&common)?.rule_list(group.as_deref(), project.as_deref())?;
+            rules_table(&common, &all)
+        }
+        S::Rule {
+            action: RuleAction::Delete { id, common },
+        } => {
+            let r = open(&common)?.rule_delete(id)?;
+            format!(
+                "deleted rule {id} of security group {}: {}\n",
+                r.group,
+                r.spec.describe()
+            )
+        }
+    })
+}
+
+fn rules_table(common: &Common, rows: &[RuleRow]) -> String {
+    if common.json {
+        return json(&rows);
+    }
+    table(
+        &[
+            "ID",
+            "Group",
+            "Project",
+            "Direction",
+            "Ethertype",
+            "Protocol",
+            "Port range",
+            "Remote",
+        ],
+        rows.iter()
+            .map(|r| {
+                vec![
+                    r.id.to_string(),
+                    r.group.clone(),
+                    r.project_id.clone(),
+                    format!("{:?}", r.spec.direction).to_lowercase(),
+                    format!("{:?}", r.spec.ethertype),
+                    r.spec.protocol_name(),
+                    r.spec.port_text(),
+                    match &r.spec.remote {
+                        RemoteSpec::Any => "any".to_string(),
+                        RemoteSpec::Cidr(n) => n.to_string(),
+                        RemoteSpec::Group(g) => format!("group {g}"),
+                    },
+                ]
+            })
+            .collect(),
+    )
 }
 
 fn export_nova(network: &str, dir: &Path, common: &Common) -> Result<String, CliError> {

@@ -11,6 +11,7 @@ use super::network::NetworkRow;
 use super::{from_db, Manager, Result};
 use crate::table::config::{HostConfig, InstanceConfig, ManagerKind, NetworkConfig};
 use crate::table::control::FloatingConfig;
+use crate::table::firewall::SecurityGroupConfig;
 
 /// The tag of every interface but a server's first when `use_single_default_gateway` is on:
 /// one option line (`tag:...,3`, "send no router") serves all of them.
@@ -60,6 +61,8 @@ pub struct Instance {
     pub macs: Vec<String>,
     /// Associated floating IPs.
     pub floating_ips: Vec<Ipv4Addr>,
+    /// Security groups.
+    pub security_groups: Vec<String>,
 }
 
 /// Everything the daemon serves from the database, read in one snapshot.
@@ -73,6 +76,8 @@ pub struct Served {
     pub instances: Vec<Instance>,
     /// Associated floating IPs: (floating, fixed, interface).
     pub floating: Vec<(Ipv4Addr, Ipv4Addr, Option<String>)>,
+    /// Security groups with their rules.
+    pub security_groups: Vec<SecurityGroupConfig>,
 }
 
 impl Manager {
@@ -109,6 +114,7 @@ impl Manager {
                         project_id: r.get(4)?,
                         macs: Vec::new(),
                         floating_ips: Vec::new(),
+                        security_groups: Vec::new(),
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -149,11 +155,17 @@ impl Manager {
                 }
                 floating.push((a, fixed, interface));
             }
+            for (id, name) in super::secgroup::memberships(tx)? {
+                if let Some(i) = index.get(&id).and_then(|&i| instances.get_mut(i)) {
+                    i.security_groups.push(name);
+                }
+            }
             Ok(Served {
                 generation,
                 networks,
                 instances,
                 floating,
+                security_groups: super::secgroup::configs(tx)?,
             })
         })
     }
@@ -230,6 +242,12 @@ impl Served {
                 macs: i.macs.iter().skip(1).cloned().collect(),
                 project_id: Some(i.project_id.clone()),
                 floating_ips: i.floating_ips.clone(),
+                security_groups: Some(i.security_groups.clone()),
+                ports: i
+                    .macs
+                    .iter()
+                    .map(|m| super::rules::port_device(m))
+                    .collect(),
                 id: u32::try_from(i.id).ok(),
                 ..InstanceConfig::default()
             })

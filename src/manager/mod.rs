@@ -15,6 +15,7 @@ pub mod leases;
 pub mod network;
 pub mod rules;
 pub mod schema;
+pub mod secgroup;
 pub mod server;
 
 #[cfg(test)]

@@ -234,6 +234,14 @@ pub fn mac(random: [u8; 3]) -> MacAddr {
     MacAddr([a, b, c, random[0], random[1], random[2]])
 }
 
+/// The device a server's interface is plugged into: `tap` and the MAC's twelve digits (fifteen
+/// characters, the most an interface name holds), so the hypervisor and the firewall agree on
+/// it without asking each other.
+pub fn port_device(mac: &str) -> String {
+    let digits: String = mac.chars().filter(char::is_ascii_hexdigit).collect();
+    format!("tap{}", digits.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ fn server(name: &str, project: &str) -> ServerCreate {
         project: project.into(),
         networks: Vec::new(),
         count: 1,
+        security_groups: Vec::new(),
     }
 }
 

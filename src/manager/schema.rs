@@ -99,6 +99,46 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX vifs_network ON vifs (network_id);
     CREATE INDEX floating_ips_associated ON floating_ips (fixed_address) WHERE fixed_address IS NOT NULL;
     ",
+    // 3: security groups; the servers there are join their project's default group, which
+    // allows all egress (OpenStack's two rules) and no ingress.
+    "
+    CREATE TABLE security_groups (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        UNIQUE (project_id, name)
+    );
+    CREATE TABLE security_group_rules (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_id INTEGER NOT NULL REFERENCES security_groups(id) ON DELETE CASCADE,
+        direction TEXT NOT NULL,
+        ethertype TEXT NOT NULL,
+        protocol INTEGER,
+        port_min INTEGER,
+        port_max INTEGER,
+        remote_ip TEXT,
+        remote_group_id INTEGER REFERENCES security_groups(id)
+    );
+    CREATE INDEX security_group_rules_group ON security_group_rules (group_id);
+    CREATE INDEX security_group_rules_remote ON security_group_rules (remote_group_id)
+        WHERE remote_group_id IS NOT NULL;
+    CREATE TABLE instance_security_groups (
+        instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+        group_id INTEGER NOT NULL REFERENCES security_groups(id),
+        PRIMARY KEY (instance_id, group_id)
+    );
+    CREATE INDEX instance_security_groups_group ON instance_security_groups (group_id);
+    INSERT INTO security_groups (project_id, name, description)
+        SELECT DISTINCT project_id, 'default', 'default group' FROM instances;
+    INSERT INTO security_group_rules (group_id, direction, ethertype)
+        SELECT id, 'egress', 'IPv4' FROM security_groups;
+    INSERT INTO security_group_rules (group_id, direction, ethertype)
+        SELECT id, 'egress', 'IPv6' FROM security_groups;
+    INSERT INTO instance_security_groups (instance_id, group_id)
+        SELECT i.id, g.id FROM instances i JOIN security_groups g
+        ON g.project_id = i.project_id AND g.name = 'default';
+    ",
 ];
 
 /// Why the schema could not be brought up to date.

@@ -22,6 +22,9 @@ pub struct Nic {
     pub mac: String,
     /// nova's virtual interface id (the `NW-<id>` tag of the hosts file).
     pub vif_id: i64,
+    /// The host-side device the hypervisor plugs it into (`tap` and the MAC's digits): the
+    /// firewall filters what comes in from it.
+    pub port: String,
 }
 
 /// A server as `server list` shows it.
@@ -41,6 +44,8 @@ pub struct ServerRow {
     pub addresses: Vec<Nic>,
     /// Its floating IPs.
     pub floating_ips: Vec<Ipv4Addr>,
+    /// Its security groups.
+    pub security_groups: Vec<String>,
 }
 
 impl ServerRow {
@@ -80,6 +85,8 @@ pub struct ServerCreate {
     pub networks: Vec<String>,
     /// How many servers (nova's `--min-count`), made in one transaction.
     pub count: u32,
+    /// Its security groups (default: the project's `default`).
+    pub security_groups: Vec<String>,
 }
 
 /// Most servers one `server create --count` makes (one transaction holds the write lock).
@@ -110,6 +117,10 @@ pub(super) const NICS: &str = "SELECT f.instance_id, n.label, f.address, v.mac, 
 pub(super) const FIPS: &str = "SELECT x.instance_id, f.address FROM floating_ips f \
      JOIN fixed_ips x ON x.address = f.fixed_address";
 
+/// A server's security groups (with a `WHERE`).
+pub(super) const GROUPS: &str = "SELECT s.instance_id, g.name FROM instance_security_groups s \
+     JOIN security_groups g ON g.id = s.group_id";
+
 /// Servers with their interfaces and floating IPs: one by id, or all. (Two statements each,
 /// not `?1 IS NULL OR id = ?1`: that form keeps SQLite from using the index, and a create
 /// that reads its server back would scan every fixed IP.)
@@ -137,6 +148,7 @@ fn load(db: &Transaction<'_>, only: Option<i64>) -> Result<Vec<ServerRow>> {
                 project_id: r.get(4)?,
                 addresses: Vec::new(),
                 floating_ips: Vec::new(),
+                security_groups: Vec::new(),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -152,6 +164,7 @@ fn load(db: &Transaction<'_>, only: Option<i64>) -> Result<Vec<ServerRow>> {
             Nic {
                 network: r.get(1)?,
                 address: from_db(r.get(2)?),
+                port: rules::port_device(&r.get::<_, String>(3)?),
                 mac: r.get(3)?,
                 vif_id: r.get(4)?,
             },
@@ -167,11 +180,26 @@ fn load(db: &Transaction<'_>, only: Option<i64>) -> Result<Vec<ServerRow>> {
         &format!("{FIPS} ORDER BY f.address"),
         &format!("{FIPS} WHERE x.instance_id = ?1 ORDER BY f.address"),
     ))?;
-    let fips = st.query_map(params, |r| Ok((r.get::<_, i64>(0)?, from_db(r.get(1)?))))?;
+    let fips = st.query_map(params.clone(), |r| {
+        Ok((r.get::<_, i64>(0)?, from_db(r.get(1)?)))
+    })?;
     for f in fips {
         let (id, a) = f?;
         if let Some(s) = index.get(&id).and_then(|&i| servers.get_mut(i)) {
             s.floating_ips.push(a);
+        }
+    }
+    let mut st = db.prepare_cached(&by(
+        &format!("{GROUPS} ORDER BY s.instance_id, g.name"),
+        &format!("{GROUPS} WHERE s.instance_id = ?1 ORDER BY g.name"),
+    ))?;
+    let groups = st.query_map(params, |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for g in groups {
+        let (id, name) = g?;
+        if let Some(s) = index.get(&id).and_then(|&i| servers.get_mut(i)) {
+            s.security_groups.push(name);
         }
     }
     Ok(servers)
@@ -210,6 +238,7 @@ impl Manager {
                     req.name.clone()
                 };
                 let id = create_one(c, &settings, &name, &req.project, &networks)?;
+                super::secgroup::join(c, id, &req.project, &req.security_groups)?;
                 made.push(id);
             }
             let mut rows = Vec::with_capacity(made.len());

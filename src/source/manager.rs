@@ -37,6 +37,9 @@ pub fn merge(config: &mut ConfigFile) -> Result<(ManagerLink, Vec<String>), Mana
     };
     config.network.extend(served.network_configs(&settings));
     config.instance.extend(served.instance_configs());
+    config
+        .security_group
+        .extend(served.security_groups.iter().cloned());
     if let (Some(i), Some(nat)) = (&settings.public_interface, config.nat.as_mut()) {
         nat.public_interface.get_or_insert_with(|| i.clone());
     }
@@ -252,6 +255,7 @@ mod tests {
             project: "p".into(),
             networks: Vec::new(),
             count: 1,
+            security_groups: Vec::new(),
         })
         .unwrap();
         m.floating_create(None, "198.19.0.1", None).unwrap();

@@ -205,7 +205,21 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         metadata.as_ref().map(|m| m.listen),
     )
     .map_err(invalid)?;
+    let firewall = super::firewall::settings(
+        config
+            .control
+            .as_ref()
+            .map(|c| c.firewall_driver)
+            .unwrap_or_default(),
+        &config.security_group,
+        &instances,
+        &networks,
+        &origin.display().to_string(),
+        &mut problems,
+    )
+    .map_err(invalid)?;
     Ok(Table {
+        firewall,
         networks,
         state,
         problems,

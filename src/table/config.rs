@@ -32,6 +32,9 @@ pub struct ConfigFile {
     /// Floating IPs, one `[[floating]]` table each.
     #[serde(default)]
     pub floating: Vec<super::control::FloatingConfig>,
+    /// Security groups, one `[[security_group]]` table each (the instance firewall's rules).
+    #[serde(default)]
+    pub security_group: Vec<super::firewall::SecurityGroupConfig>,
     /// netnode's own manager (networks, fixed and floating IPs in a database): its networks,
     /// instances and floating IPs are served besides those written here.
     pub manager: Option<ManagerConfig>,
@@ -169,6 +172,10 @@ pub struct InstanceConfig {
     pub launch_index: Option<u32>,
     /// Security group names (default ["default"]).
     pub security_groups: Option<Vec<String>>,
+    /// The host-side device of each interface (a tap or veth on the bridge), in the order of
+    /// `mac` then `macs`: the firewall filters the interfaces it can name.
+    #[serde(default)]
+    pub ports: Vec<String>,
     /// Floating IPs associated with it.
     #[serde(default)]
     pub floating_ips: Vec<std::net::Ipv4Addr>,

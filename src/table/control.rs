@@ -32,6 +32,9 @@ pub struct ControlConfig {
     pub send_arp_for_ha: bool,
     /// How many (default 3).
     pub send_arp_for_ha_count: Option<u32>,
+    /// The instance firewall: `nftables` (default) or `noop` (nova's NoopFirewallDriver).
+    #[serde(default)]
+    pub firewall_driver: super::firewall::Driver,
 }
 
 /// `[nat]`: nova's linux_net options.

@@ -20,6 +20,9 @@ pub struct Nic {
     pub ip: Ipv4Addr,
     /// Its SLAAC address, when the network has an IPv6 prefix.
     pub ipv6: Option<Ipv6Addr>,
+    /// The host-side device the interface is plugged into (a tap or veth on the bridge), when
+    /// known: the firewall filters only ports it can name.
+    pub port: Option<String>,
 }
 
 /// An instance as the metadata service describes it.
@@ -168,7 +171,7 @@ pub fn build(
         }
         let project_id = c.project_id.clone().unwrap_or_default();
         let mut nics = Vec::new();
-        for mac in &macs {
+        for (k, mac) in macs.iter().enumerate() {
             let found = networks
                 .iter()
                 .enumerate()
@@ -189,6 +192,7 @@ pub fn build(
                 network,
                 ip: binding.ip,
                 ipv6,
+                port: c.ports.get(k).cloned(),
             });
         }
         let hostname = c

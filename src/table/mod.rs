@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod dns;
 pub mod duration;
+pub mod firewall;
 pub mod hosts;
 pub mod instance;
 pub mod ipv6;
@@ -259,6 +260,8 @@ pub struct Table {
     pub control: control::ControlSettings,
     /// The manager's database, when part of the table was read from it.
     pub manager: Option<ManagerLink>,
+    /// The instance firewall (applied by the control module).
+    pub firewall: firewall::FirewallSettings,
 }
 
 /// The manager database a table was (partly) read from.
@@ -313,6 +316,7 @@ impl Table {
             dns: None,
             control: control::ControlSettings::default(),
             manager: None,
+            firewall: firewall::FirewallSettings::default(),
         }
     }
 

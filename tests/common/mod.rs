@@ -11,6 +11,8 @@ use std::time::Duration;
 use netnode::lab::clients::ClientKind;
 use netnode::lab::{self, Daemon, Lab};
 
+pub mod cloud;
+
 /// Whether a missing privilege or package must fail the test rather than skip it.
 pub fn required() -> bool {
     std::env::var("NETNODE_REQUIRE_NETNS").is_ok_and(|v| v == "1")
