@@ -210,22 +210,44 @@ fn group_table(s: &FirewallSettings) -> TableSpec {
                     .into_iter()
                     .map(|b| element(&b, ethertype))
                     .collect();
-                sets.push(spec);
+                if !spec.elements.is_empty() {
+                    sets.push(spec);
+                }
             }
         }
     }
-    // One chain pair per combination of groups the ports have.
-    let mut combos: BTreeMap<Vec<usize>, String> = BTreeMap::new();
+    // One chain per direction and combination of groups the ports have, named by a hash of
+    // its rules (so a chain that exists under its name is the right one, and a combination
+    // that changes gets a new chain beside the old, not an edit of it). A group's empty set is
+    // not declared and its rule left out.
+    let declared: BTreeSet<&str> = sets.iter().map(|x: &SetSpec| x.name.as_str()).collect();
+    let mut chains_by_combo: BTreeMap<&[usize], [String; 2]> = BTreeMap::new();
+    let mut group_chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in &s.ports {
-        combos.entry(p.groups.clone()).or_insert_with(|| {
-            let joined: Vec<&str> = p
-                .groups
-                .iter()
-                .filter_map(|&g| ids.get(g).map(String::as_str))
-                .collect();
-            let d = Sha256::digest(joined.join(",").as_bytes());
-            d.iter().take(4).map(|b| format!("{b:02x}")).collect()
-        });
+        if chains_by_combo.contains_key(p.groups.as_slice()) {
+            continue;
+        }
+        let names =
+            [("in", "saddr", "accept"), ("out", "daddr", "return")].map(|(dir, field, verdict)| {
+                let mut rules = Vec::new();
+                for id in p.groups.iter().filter_map(|&g| ids.get(g)) {
+                    for (fam, ip) in [("4", "ip"), ("6", "ip6")] {
+                        let set = format!("g_{id}_{dir}{fam}");
+                        if declared.contains(set.as_str()) {
+                            rules.push(format!(
+                                "meta l4proto . th dport . {ip} {field} @{set} {verdict}"
+                            ));
+                        }
+                    }
+                }
+                rules.push("counter drop".into());
+                let d = Sha256::digest(rules.join("\n").as_bytes());
+                let hash: String = d.iter().take(5).map(|b| format!("{b:02x}")).collect();
+                let name = format!("gs_{dir}_{hash}");
+                group_chains.insert(name.clone(), rules);
+                name
+            });
+        chains_by_combo.insert(&p.groups, names);
     }
     let mut maps: BTreeMap<&str, SetSpec> = BTreeMap::new();
     for (name, addr) in [
@@ -245,23 +267,19 @@ fn group_table(s: &FirewallSettings) -> TableSpec {
         );
     }
     for p in &s.ports {
-        let Some(combo) = combos.get(&p.groups) else {
+        let Some([chain_in, chain_out]) = chains_by_combo.get(p.groups.as_slice()) else {
             continue;
         };
-        for a in &p.v4 {
-            if let Some(m) = maps.get_mut("in4") {
-                m.elements.insert(format!("{a} : jump gs_{combo}_in"));
+        let addresses =
+            p.v4.iter()
+                .map(|a| (a.to_string(), "4"))
+                .chain(p.v6.iter().map(|a| (a.to_string(), "6")));
+        for (a, fam) in addresses {
+            if let Some(m) = maps.get_mut(format!("in{fam}").as_str()) {
+                m.elements.insert(format!("{a} : jump {chain_in}"));
             }
-            if let Some(m) = maps.get_mut("out4") {
-                m.elements.insert(format!("{a} : jump gs_{combo}_out"));
-            }
-        }
-        for a in &p.v6 {
-            if let Some(m) = maps.get_mut("in6") {
-                m.elements.insert(format!("{a} : jump gs_{combo}_in"));
-            }
-            if let Some(m) = maps.get_mut("out6") {
-                m.elements.insert(format!("{a} : jump gs_{combo}_out"));
+            if let Some(m) = maps.get_mut(format!("out{fam}").as_str()) {
+                m.elements.insert(format!("{a} : jump {chain_out}"));
             }
         }
     }
@@ -299,24 +317,12 @@ fn group_table(s: &FirewallSettings) -> TableSpec {
             rules: output,
         },
     ];
-    for (groups, combo) in &combos {
-        for (dir, field, verdict) in [("in", "saddr", "accept"), ("out", "daddr", "return")] {
-            let mut rules = Vec::new();
-            for id in groups.iter().filter_map(|&g| ids.get(g)) {
-                rules.push(format!(
-                    "meta l4proto . th dport . ip {field} @g_{id}_{dir}4 {verdict}"
-                ));
-                rules.push(format!(
-                    "meta l4proto . th dport . ip6 {field} @g_{id}_{dir}6 {verdict}"
-                ));
-            }
-            rules.push("counter drop".into());
-            chains.push(ChainSpec {
-                name: format!("gs_{combo}_{dir}"),
-                hook: None,
-                rules,
-            });
-        }
+    for (name, rules) in group_chains {
+        chains.push(ChainSpec {
+            name,
+            hook: None,
+            rules,
+        });
     }
     TableSpec::new(GROUP_TABLE, sets, BTreeSet::new(), chains)
 }

@@ -8,6 +8,8 @@
 
 pub mod conntrack;
 pub mod firewall;
+#[cfg(test)]
+mod firewall_scenarios;
 pub mod garp;
 pub mod kernel;
 pub mod netfilter;

@@ -1,7 +1,12 @@
 //! A table netnode owns whose data lives in sets, maps and named counters: rendered as `nft -f`
-//! text, read back from `nft -j -p list table`, and compared so that a change of data is a few
-//! element updates in one transaction and only a change of structure (chains, rules, set
-//! declarations) replaces the table. The firewall's two tables are made of it.
+//! text, read back from `nft -j -p list table`, and compared so that a change is one
+//! transaction of element updates, with whole sets and chains added or deleted around them.
+//! Only a change to a base chain (one on a hook), or a chain whose rules are not what its name
+//! promises, replaces the table. The firewall's two tables are made of it.
+//!
+//! The contract that makes this safe: a set's name fixes its declaration, and a regular
+//! (non-base) chain's name fixes its rules (the firewall names them by a hash of their rules),
+//! so a set or chain that exists under the right name is the right one.
 //!
 //! Elements are compared as text in nft's own canonical form (`nft -j -p` prints protocols as
 //! numbers, a one-value range as the value, an address range that is a prefix as the prefix):
@@ -66,19 +71,29 @@ pub struct TableState {
     pub chains: BTreeMap<String, usize>,
     /// Elements per set or map.
     pub sets: BTreeMap<String, BTreeSet<String>>,
+    /// Which of them are maps.
+    pub maps: BTreeSet<String>,
     /// Named counters.
     pub counters: BTreeSet<String>,
 }
 
-/// The element changes between two tables of one structure, in one transaction.
+/// The changes between two tables of one structure, in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Changes {
+    /// Sets and maps to add, with their elements.
+    pub add_sets: Vec<String>,
+    /// Chains to add, with their rules.
+    pub add_chains: Vec<String>,
     /// Counters to add (before the elements naming them).
     pub add_counters: Vec<String>,
     /// Elements to delete, per set.
     pub delete: BTreeMap<String, Vec<String>>,
     /// Elements to add, per set.
     pub add: BTreeMap<String, Vec<String>>,
+    /// Chains to delete (after the elements jumping to them).
+    pub delete_chains: Vec<String>,
+    /// Sets and maps to delete (after the chains naming them), with their kind.
+    pub delete_sets: Vec<(String, &'static str)>,
     /// Counters to delete (after the elements naming them).
     pub delete_counters: Vec<String>,
 }
@@ -86,15 +101,16 @@ pub struct Changes {
 impl Changes {
     /// Nothing to change.
     pub fn is_empty(&self) -> bool {
-        self.add_counters.is_empty()
-            && self.delete.is_empty()
-            && self.add.is_empty()
-            && self.delete_counters.is_empty()
+        self.len() == 0
     }
 
-    /// How many elements and counters change.
+    /// How many sets, chains, elements and counters change.
     pub fn len(&self) -> usize {
-        self.add_counters.len()
+        self.add_sets.len()
+            + self.add_chains.len()
+            + self.delete_chains.len()
+            + self.delete_sets.len()
+            + self.add_counters.len()
             + self.delete_counters.len()
             + self.delete.values().map(Vec::len).sum::<usize>()
             + self.add.values().map(Vec::len).sum::<usize>()
@@ -102,8 +118,8 @@ impl Changes {
 }
 
 impl TableSpec {
-    /// A table from its parts; the marker hashes everything but the elements and counters and
-    /// is written into the first chain's last rule.
+    /// A table from its parts; the marker hashes the base chains (the first chain must be one:
+    /// it carries the marker in its last rule's comment).
     pub fn new(
         table: &'static str,
         sets: Vec<SetSpec>,
@@ -111,10 +127,7 @@ impl TableSpec {
         mut chains: Vec<ChainSpec>,
     ) -> TableSpec {
         let mut structure = String::from(table);
-        for s in &sets {
-            let _ = writeln!(structure, "{} {} {}", s.kind, s.name, s.decl);
-        }
-        for c in &chains {
+        for c in chains.iter().filter(|c| c.hook.is_some()) {
             let _ = writeln!(structure, "{} {:?} {:?}", c.name, c.hook, c.rules);
         }
         let digest = Sha256::digest(structure.as_bytes());
@@ -145,19 +158,31 @@ impl TableSpec {
                 .values()
                 .map(|s| (s.name.clone(), s.elements.clone()))
                 .collect(),
+            maps: self
+                .sets
+                .values()
+                .filter(|s| s.kind == "map")
+                .map(|s| s.name.clone())
+                .collect(),
             counters: self.counters.clone(),
         }
     }
 
-    /// Whether `observed` has this structure (so element updates bring it here).
+    /// Whether [`TableSpec::changes`] can bring `observed` here: the same base chains, and
+    /// every chain both have holding as many rules as its name promises.
     pub fn same_structure(&self, observed: &TableState) -> bool {
         observed.marker.as_deref() == Some(self.marker.as_str())
-            && observed.chains.len() == self.chains.len()
+            && self.chains.iter().all(|c| {
+                observed
+                    .chains
+                    .get(&c.name)
+                    .is_none_or(|&n| n == c.rules.len())
+            })
             && self
                 .chains
                 .iter()
-                .all(|c| observed.chains.get(&c.name) == Some(&c.rules.len()))
-            && observed.sets.keys().eq(self.sets.keys())
+                .filter(|c| c.hook.is_some())
+                .all(|c| observed.chains.contains_key(&c.name))
     }
 
     /// One transaction that replaces the table whole (creating it first, so the delete never
@@ -191,12 +216,14 @@ impl TableSpec {
         s
     }
 
-    /// The element and counter changes that bring `observed` (same structure) here.
+    /// The changes that bring `observed` (same structure) here.
     pub fn changes(&self, observed: &TableState) -> Changes {
         let mut c = Changes::default();
-        let empty = BTreeSet::new();
         for (name, set) in &self.sets {
-            let have = observed.sets.get(name).unwrap_or(&empty);
+            let Some(have) = observed.sets.get(name) else {
+                c.add_sets.push(name.clone());
+                continue;
+            };
             let delete: Vec<String> = have.difference(&set.elements).cloned().collect();
             let add: Vec<String> = set.elements.difference(have).cloned().collect();
             if !delete.is_empty() {
@@ -206,6 +233,31 @@ impl TableSpec {
                 c.add.insert(name.clone(), add);
             }
         }
+        c.delete_sets = observed
+            .sets
+            .keys()
+            .filter(|n| !self.sets.contains_key(*n))
+            .map(|n| {
+                let kind = if observed.maps.contains(n) {
+                    "map"
+                } else {
+                    "set"
+                };
+                (n.clone(), kind)
+            })
+            .collect();
+        c.add_chains = self
+            .chains
+            .iter()
+            .filter(|ch| !observed.chains.contains_key(&ch.name))
+            .map(|ch| ch.name.clone())
+            .collect();
+        c.delete_chains = observed
+            .chains
+            .keys()
+            .filter(|n| !self.chains.iter().any(|ch| ch.name == **n))
+            .cloned()
+            .collect();
         c.add_counters = self
             .counters
             .difference(&observed.counters)
@@ -226,6 +278,24 @@ impl TableSpec {
         for name in &c.add_counters {
             let _ = writeln!(s, "add counter {t} {name}");
         }
+        for set in c.add_sets.iter().filter_map(|n| self.sets.get(n)) {
+            let _ = write!(s, "add {} {t} {} {{ {}", set.kind, set.name, set.decl);
+            if !set.elements.is_empty() {
+                let elems: Vec<String> = set.elements.iter().map(|e| set.text(e)).collect();
+                let _ = write!(s, " elements = {{ {} }}", elems.join(", "));
+            }
+            s.push_str(" }\n");
+        }
+        for ch in self
+            .chains
+            .iter()
+            .filter(|ch| c.add_chains.contains(&ch.name))
+        {
+            let _ = writeln!(s, "add chain {t} {}", ch.name);
+            for r in &ch.rules {
+                let _ = writeln!(s, "add rule {t} {} {r}", ch.name);
+            }
+        }
         for (name, elems) in &c.delete {
             if let Some(set) = self.sets.get(name) {
                 // A map's element is deleted by its key.
@@ -241,6 +311,12 @@ impl TableSpec {
                 let texts: Vec<String> = elems.iter().map(|e| set.text(e)).collect();
                 let _ = writeln!(s, "add element {t} {name} {{ {} }}", texts.join(", "));
             }
+        }
+        for name in &c.delete_chains {
+            let _ = writeln!(s, "delete chain {t} {name}");
+        }
+        for (name, kind) in &c.delete_sets {
+            let _ = writeln!(s, "delete {kind} {t} {name}");
         }
         for name in &c.delete_counters {
             let _ = writeln!(s, "delete counter {t} {name}");
@@ -332,6 +408,9 @@ pub fn parse_json(text: &str) -> Result<TableState, String> {
                 }
             }
             state.sets.insert(name.to_string(), elems);
+            if item.get("map").is_some() {
+                state.maps.insert(name.to_string());
+            }
         }
     }
     if foreign {

@@ -734,3 +734,181 @@ proptest! {
         }
     }
 }
+
+fn rule(protocol: &str, port: Option<&str>) -> crate::table::firewall::RuleConfig {
+    crate::table::firewall::RuleConfig {
+        protocol: Some(protocol.into()),
+        dst_port: port.map(Into::into),
+        ..Default::default()
+    }
+}
+
+fn invalid<T: std::fmt::Debug>(r: super::Result<T>) -> String {
+    match r {
+        Err(ManagerError::Invalid(m)) => m,
+        other => panic!("expected an invalid argument, got {other:?}"),
+    }
+}
+
+#[test]
+fn security_groups_follow_openstack() {
+    use super::secgroup::RuleCreate;
+    let mut m = manager();
+    m.network_create(&net("private", "198.18.1.0/24")).unwrap();
+    // No default group before the project's first server, and no guessing of projects.
+    let seed = |m: &mut Manager, protocol: &str, port: Option<&str>| {
+        m.rule_create(&RuleCreate {
+            group: "default".into(),
+            project: None,
+            rule: rule(protocol, port),
+        })
+    };
+    assert!(matches!(
+        seed(&mut m, "icmp", None),
+        Err(ManagerError::NotFound { .. })
+    ));
+    let vm = m.server_create(&server("vm-1", "p")).unwrap();
+    assert_eq!(vm[0].security_groups, ["default"]);
+    assert_eq!(vm[0].addresses[0].port.len(), 15, "tap and twelve digits");
+    // The default group allows all egress (two rules) and no ingress; the seed's two rules.
+    assert_eq!(m.rule_list(Some("default"), None).unwrap().len(), 2);
+    let (icmp, warning) = seed(&mut m, "icmp", None).unwrap();
+    assert!(warning.is_none());
+    let (ssh, _) = seed(&mut m, "tcp", Some("22:22")).unwrap();
+    assert_eq!(
+        ssh.spec.describe(),
+        "--ingress IPv4 --protocol tcp --dst-port 22:22"
+    );
+    assert!(refused(seed(&mut m, "tcp", Some("22:22"))).contains("already has this rule"));
+    // Bad input: a clear error naming the rule, and nothing changes.
+    let before = format!(
+        "{:?}{}",
+        m.rule_list(None, None).unwrap(),
+        m.generation().unwrap()
+    );
+    for (protocol, port, want) in [
+        ("tcp", Some("30:20"), "reversed"),
+        ("tcp", Some("1:65536"), "65536 is not a port"),
+        ("bogus", None, "protocol \"bogus\""),
+    ] {
+        let e = invalid(seed(&mut m, protocol, port));
+        assert!(
+            e.contains("rule for group \"default\"") && e.contains(want),
+            "{e}"
+        );
+    }
+    let mut r = rule("tcp", None);
+    r.remote_group = Some("ghost".into());
+    let e = invalid(m.rule_create(&RuleCreate {
+        group: "default".into(),
+        project: None,
+        rule: r,
+    }));
+    assert!(e.contains("remote-group \"ghost\": no such group"), "{e}");
+    let after = format!(
+        "{:?}{}",
+        m.rule_list(None, None).unwrap(),
+        m.generation().unwrap()
+    );
+    assert_eq!(before, after, "a refusal changed something");
+    // Host bits are normalized with a warning.
+    let mut r = rule("udp", Some("53"));
+    r.remote_ip = Some("198.19.7.7/16".into());
+    let (row, warning) = m
+        .rule_create(&RuleCreate {
+            group: "default".into(),
+            project: Some("p".into()),
+            rule: r,
+        })
+        .unwrap();
+    assert!(warning.unwrap().contains("using 198.19.0.0/16"));
+    assert_eq!(
+        row.spec.describe(),
+        "--ingress IPv4 --protocol udp --dst-port 53:53 --remote-ip 198.19.0.0/16"
+    );
+    // Groups: a server in a named group; a group in use, named by a rule, or a default one
+    // is not deleted.
+    m.secgroup_create("web", "p", "").unwrap();
+    m.secgroup_create("bastion", "p", "").unwrap();
+    assert!(refused(m.secgroup_create("web", "p", "")).contains("already has"));
+    let mut r = rule("tcp", Some("22"));
+    r.remote_group = Some("bastion".into());
+    m.rule_create(&RuleCreate {
+        group: "web".into(),
+        project: None,
+        rule: r,
+    })
+    .unwrap();
+    let mut req = server("vm-2", "p");
+    req.security_groups = vec!["web".into()];
+    assert_eq!(m.server_create(&req).unwrap()[0].security_groups, ["web"]);
+    req.name = "vm-3".into();
+    req.security_groups = vec!["nosuch".into()];
+    assert!(matches!(
+        m.server_create(&req),
+        Err(ManagerError::NotFound { .. })
+    ));
+    assert!(refused(m.secgroup_delete("web", None)).contains("1 server(s)"));
+    assert!(refused(m.secgroup_delete("bastion", None)).contains("remote group of rules in web"));
+    assert!(refused(m.secgroup_delete("default", None)).contains("cannot be deleted"));
+    // What the daemon gets: groups with their rules, servers with ports and groups.
+    let served = m.served().unwrap();
+    let web = served
+        .security_groups
+        .iter()
+        .find(|g| g.name == "web")
+        .unwrap();
+    assert_eq!(web.rule.len(), 3, "two egress rules and SSH from bastion");
+    assert!(web
+        .rule
+        .iter()
+        .any(|r| r.remote_group.as_deref() == Some("bastion")));
+    let configs = served.instance_configs();
+    assert_eq!(
+        configs[1].security_groups.as_deref(),
+        Some(&["web".to_string()][..])
+    );
+    assert!(configs[0].ports[0].starts_with("tapfa163e"));
+    // Rule delete, then the group's own delete once free.
+    m.rule_delete(icmp.id).unwrap();
+    assert!(matches!(
+        m.rule_delete(icmp.id),
+        Err(ManagerError::NotFound { .. })
+    ));
+    m.server_delete("vm-2").unwrap();
+    m.secgroup_delete("web", Some("p")).unwrap();
+    m.secgroup_delete("bastion", Some("p")).unwrap();
+    assert_eq!(m.secgroup_list(Some("p")).unwrap().len(), 1);
+}
+
+#[test]
+fn migration_three_puts_existing_servers_in_their_default_group() {
+    let mut c = rusqlite::Connection::open_in_memory().unwrap();
+    c.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+    for sql in &super::schema::MIGRATIONS[..2] {
+        c.execute_batch(sql).unwrap();
+    }
+    c.execute_batch(
+        "PRAGMA user_version = 2;
+         INSERT INTO instances (uuid, name, hostname, project_id, created) VALUES ('u', 'vm', 'vm', 'p', 1);",
+    )
+    .unwrap();
+    super::schema::migrate(&mut c).unwrap();
+    let groups: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM instance_security_groups s JOIN security_groups g ON g.id = s.group_id \
+             WHERE g.name = 'default' AND g.project_id = 'p'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(groups, 1);
+    let egress: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM security_group_rules WHERE direction = 'egress'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(egress, 2);
+}
