@@ -7,10 +7,14 @@ use std::net::Ipv4Addr;
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use libfuzzer_sys::fuzz_target;
+use netnode::control::firewall::Firewall;
 use netnode::control::nft::{NatInput, NftState, Ruleset};
 use netnode::control::state::{Address, BridgeSpec, Desired, Link, LinkKind, Observed, Route};
 use netnode::control::{plan, simulate, teardown};
 use netnode::table::control::{FloatingIp, MetadataTarget, Uplink};
+use netnode::table::firewall::{
+    Direction, Ethertype, FirewallSettings, Group, Port, Remote, Rule,
+};
 use netnode::table::MacAddr;
 
 const NAMES: [&str; 6] = ["br100", "br101", "eth1", "vlan5", "pub0", "tap1"];
@@ -35,6 +39,44 @@ impl Bytes<'_> {
     }
     fn v6(&mut self) -> Ipv6Network {
         Ipv6Network::new(format!("fd00:{}::1", self.byte() % 3).parse().unwrap(), 64).unwrap()
+    }
+    /// Security groups with rules of every shape, and ports in them.
+    fn firewall(&mut self) -> FirewallSettings {
+        let groups = 1 + self.count(2);
+        let mut s = FirewallSettings::default();
+        for g in 0..groups {
+            let mut rules = Vec::new();
+            for _ in 0..self.count(4) {
+                let ethertype = if self.byte() & 1 == 0 { Ethertype::IPv4 } else { Ethertype::IPv6 };
+                let lo = u16::from(self.byte() % 30);
+                rules.push(Rule {
+                    direction: if self.byte() & 1 == 0 { Direction::Ingress } else { Direction::Egress },
+                    ethertype,
+                    protocol: [None, Some(6), Some(17), Some(1)][self.byte() as usize % 4],
+                    ports: (self.byte() & 1 == 1).then_some((lo, lo + u16::from(self.byte() % 8))),
+                    remote: match (self.byte() % 3, ethertype) {
+                        (0, _) => Remote::Any,
+                        (1, Ethertype::IPv4) => Remote::Cidr(IpNetwork::V4(self.v4())),
+                        (1, Ethertype::IPv6) => Remote::Cidr(IpNetwork::V6(self.v6())),
+                        _ => Remote::Group(self.byte() as usize % groups),
+                    },
+                });
+            }
+            s.groups.push(Group { project: "p".into(), name: format!("g{g}"), rules });
+        }
+        for i in 0..self.count(3) {
+            let mac = MacAddr([0xfa, 0x16, 0x3e, 0, 0, i as u8]);
+            s.ports.push(Port {
+                device: format!("tap{i}"),
+                bridge: "br100".into(),
+                mac,
+                v4: vec![Ipv4Addr::new(198, 18, 0, 3 + i as u8)],
+                v6: vec![netnode::table::firewall::link_local(mac)],
+                groups: (0..groups).filter(|_| self.byte() & 1 == 1).collect(),
+                instance: format!("u{i}"),
+            });
+        }
+        s
     }
 }
 
@@ -78,7 +120,10 @@ fuzz_target!(|data: &[u8]| {
         routing_source_ip: None,
         floating: floating.clone(),
     };
+    let settings = b.firewall();
     let d = Desired {
+        firewall: Firewall::build(&settings),
+        firewall_settings: std::sync::Arc::new(settings),
         ip_forward: b.byte() & 1 == 1,
         ipv6_forward: b.byte() & 1 == 1,
         garp_count: b.count(3) as u32,
@@ -142,11 +187,21 @@ fuzz_target!(|data: &[u8]| {
             ..NftState::default()
         }),
     };
+    // The firewall's tables as a pass with other settings left them (or none).
+    if b.byte() & 1 == 1 {
+        if let Some(f) = Firewall::build(&b.firewall()) {
+            for t in f.tables() {
+                o.tables.insert(t.table.to_string(), t.state());
+            }
+        }
+    }
+    o.bridge_nf = [None, Some(false), Some(true)][b.byte() as usize % 3];
     let p = plan(&d, &o);
     let after = simulate(&o, &p.ops);
     let again = plan(&d, &after);
     assert!(again.ops.is_empty(), "not converged:\nfirst {:#?}\nthen {:#?}", p.ops, again.ops);
     let gone = simulate(&after, &teardown(&d, &after).ops);
     assert!(gone.nft.is_none());
+    assert!(gone.tables.is_empty());
     assert!(gone.links.iter().all(|l| !l.owned));
 });

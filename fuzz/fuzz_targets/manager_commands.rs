@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use libfuzzer_sys::fuzz_target;
 use netnode::manager::network::CreateNetwork;
 use netnode::manager::server::ServerCreate;
+use netnode::manager::secgroup::RuleCreate;
 use netnode::manager::{Manager, Settings};
+use netnode::table::firewall::RuleConfig;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -42,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
                     project: b,
                     networks: c.into_iter().collect(),
                     count: w.next().and_then(|v| v.parse().ok()).unwrap_or(1).min(64),
+                    security_groups: w.map(str::to_string).collect(),
                 })
                 .map(drop),
             "rm" => m.server_delete(&a).map(drop),
@@ -57,6 +60,23 @@ fuzz_target!(|data: &[u8]| {
                 Err(_) => Ok(()),
             },
             "scrub" => m.project_scrub(&a).map(drop),
+            "sg" => m.secgroup_create(&a, &b, "").map(drop),
+            "sgdel" => m.secgroup_delete(&a, c.as_deref()).map(drop),
+            "rule" => m
+                .rule_create(&RuleCreate {
+                    group: a,
+                    project: Some(b).filter(|p| !p.is_empty()),
+                    rule: RuleConfig {
+                        direction: c,
+                        ethertype: w.next().map(str::to_string),
+                        protocol: w.next().map(str::to_string),
+                        dst_port: w.next().map(str::to_string),
+                        remote_ip: w.next().map(str::to_string),
+                        remote_group: w.next().map(str::to_string),
+                    },
+                })
+                .map(drop),
+            "ruledel" => m.rule_delete(a.parse().unwrap_or(0)).map(drop),
             _ => Ok(()),
         };
     }
@@ -66,6 +86,20 @@ fuzz_target!(|data: &[u8]| {
     addrs.sort();
     addrs.dedup();
     assert_eq!(addrs.len(), n, "an address given twice");
+    // What the daemon reads always builds: every stored rule parses, every remote group exists.
+    let served = m.served().expect("reading the served state");
+    let mut config = netnode::table::config::ConfigFile::default();
+    config.security_group = served.security_groups.clone();
+    let instances = Vec::new();
+    netnode::table::firewall::settings(
+        Default::default(),
+        &config.security_group,
+        &instances,
+        &[],
+        "db",
+        &mut Vec::new(),
+    )
+    .expect("the stored groups build");
     for f in m.fixed_list(None).expect("listing") {
         assert!(!(f.reserved && f.allocated), "{} reserved and allocated", f.address);
     }

@@ -112,7 +112,6 @@ fn an_instance_or_a_rule_more_is_a_few_elements() {
     let (tables, _) = firewall_ops(&ops);
     for (t, script) in &tables {
         assert!(!script.contains("delete table"), "{t} replaced:\n{script}");
-        assert!(!script.contains("add chain"), "{t}: {script}");
         assert!(
             script.contains("tap3") || script.contains("198.18.0.5"),
             "{script}"
@@ -122,15 +121,24 @@ fn an_instance_or_a_rule_more_is_a_few_elements() {
             "{script}"
         );
     }
-    // A rule more: one element in one set.
+    // A rule more: one element per instance (in its address's shard), and nothing to end.
     let more = format!("{rules}[[security_group.rule]]\nprotocol = \"icmp\"\n");
     let (ops, after) = converge(&config(3, &[], &more), &after);
     let (tables, judged) = firewall_ops(&ops);
     assert_eq!(tables.len(), 1, "{tables:?}");
     assert_eq!(tables[0].0, GROUP_TABLE);
-    assert_eq!(tables[0].1.lines().count(), 1, "{}", tables[0].1);
-    assert!(tables[0].1.starts_with("add element inet netnode_sg g_"));
-    assert!(judged);
+    assert_eq!(
+        tables[0].1,
+        "add element inet netnode_sg in4_3 { 198.18.0.3 . 1 . 0-65535 . 0.0.0.0/0 }\n\
+         add element inet netnode_sg in4_4 { 198.18.0.4 . 1 . 0-65535 . 0.0.0.0/0 }\n\
+         add element inet netnode_sg in4_5 { 198.18.0.5 . 1 . 0-65535 . 0.0.0.0/0 }\n"
+    );
+    assert!(!judged, "a rule more takes nothing away");
+    let Some(Op::Table { elements, .. }) = ops.iter().find(|o| matches!(o, Op::Table { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(elements.len(), 3, "sent over netlink, not through nft");
     // The rule removed again: a delete, and the flows judged (so an open ping ends).
     let (ops, _) = converge(&config(3, &[], &rules), &after);
     let (tables, judged) = firewall_ops(&ops);
@@ -139,7 +147,7 @@ fn an_instance_or_a_rule_more_is_a_few_elements() {
 }
 
 #[test]
-fn a_new_group_adds_its_sets_and_chains_beside_the_others() {
+fn a_new_group_is_elements_too() {
     let web = "[[security_group]]\nname = \"web\"\nproject = \"p\"\n\
                [[security_group.rule]]\nprotocol = \"tcp\"\ndst_port = \"80\"\n";
     let rules = format!("{DEFAULT}{SSH}");
@@ -155,20 +163,19 @@ fn a_new_group_adds_its_sets_and_chains_beside_the_others() {
     let (tables, _) = firewall_ops(&ops);
     let groups = &tables.iter().find(|(t, _)| t == GROUP_TABLE).unwrap().1;
     assert!(!groups.contains("delete table"), "{groups}");
-    assert!(groups.contains("add set inet netnode_sg g_"), "{groups}");
     assert!(
-        groups.contains("add chain inet netnode_sg gs_in_"),
+        groups.contains("198.18.0.5 . 6 . 80 . 0.0.0.0/0"),
         "{groups}"
     );
-    // The group goes again with its instance: its chains and set are deleted.
+    assert!(
+        !groups.contains("198.18.0.3"),
+        "another instance's elements moved: {groups}"
+    );
+    // The group goes again with its instance: its elements go.
     let (ops, _) = converge(&config(2, &[], &rules), &after);
     let (tables, _) = firewall_ops(&ops);
     let groups = &tables.iter().find(|(t, _)| t == GROUP_TABLE).unwrap().1;
-    assert!(
-        groups.contains("delete chain inet netnode_sg gs_in_"),
-        "{groups}"
-    );
-    assert!(groups.contains("delete set inet netnode_sg g_"), "{groups}");
+    assert!(groups.starts_with("delete element"), "{groups}");
     assert!(!groups.contains("delete table"), "{groups}");
 }
 

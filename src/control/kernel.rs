@@ -1,7 +1,10 @@
 //! The thin IO side of the control module: reads the kernel into an [`Observed`] and carries
-//! out a plan's [`Op`]s. Links, addresses and routes go over rtnetlink; netnode's nftables table
-//! through one `nft -f` transaction (Debian's nftables package); conntrack deletes over
+//! out a plan's [`Op`]s. Links, addresses and routes go over rtnetlink; netnode's nftables
+//! tables (NAT, and the firewall's two) through one `nft -f` transaction each (Debian's nftables
+//! package), element updates as one nf_tables batch over netlink; conntrack deletes over
 //! ctnetlink; gratuitous ARPs as raw frames. Nothing here decides anything.
+
+#![allow(clippy::disallowed_methods)] // IO shell: times each op for the debug log
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -313,9 +316,15 @@ impl Kernel {
     pub async fn apply(&self, ops: &[Op]) -> Vec<(usize, KernelError)> {
         let mut failed = Vec::new();
         for (i, op) in ops.iter().enumerate() {
+            let started = std::time::Instant::now();
             if let Err(e) = self.apply_one(op).await {
                 failed.push((i, e));
             }
+            tracing::debug!(
+                op = i,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "control: op applied"
+            );
         }
         failed
     }
@@ -483,9 +492,20 @@ impl Kernel {
             Op::Table {
                 table,
                 script,
+                elements,
                 result,
             } => {
-                let done = run_nft(script);
+                let done = if elements.is_empty() {
+                    run_nft(script)
+                } else {
+                    // Over netlink; `nft` is the fallback (same transaction, slower).
+                    self.with_netfilter(|s| super::netfilter::update_elements(s, table, elements))
+                        .map_err(|e| KernelError::Nft(e.to_string()))
+                        .or_else(|e| {
+                            tracing::debug!(error = %e, "nf_tables element update over netlink failed; running nft");
+                            run_nft(script)
+                        })
+                };
                 let mut cache = self.tables_cache.lock().unwrap_or_else(|p| p.into_inner());
                 match (&done, cache.as_mut()) {
                     (Ok(()), Some(tables)) => {

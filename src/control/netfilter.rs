@@ -25,6 +25,8 @@ pub use rtnetlink::sys::Socket;
 use rtnetlink::sys::{protocols::NETLINK_NETFILTER, SocketAddr};
 
 use super::nft::{self, MapChange, NftState};
+use super::nftable::ElementBatch;
+use rtnetlink::packet_core::DefaultNla;
 
 /// netnode's table's name (family inet).
 const TABLE_NAME: &str = "netnode";
@@ -189,6 +191,63 @@ pub fn update_maps(socket: &Socket, changes: &[MapChange]) -> io::Result<()> {
                 NLM_F_ACK | NLM_F_CREATE,
             ));
         }
+    }
+    msgs.push(control(ControlMessage::BatchEnd));
+    exchange(socket, msgs, |_| {})
+}
+
+/// Applies element changes to the sets of `table` (`family name`, as `nft` writes it) in one
+/// nf_tables transaction: all or none.
+pub fn update_elements(socket: &Socket, table: &str, batches: &[ElementBatch]) -> io::Result<()> {
+    let (family, name) = match table.split_once(' ') {
+        Some(("inet", n)) => (NetfilterProtoFamily::Inet, n),
+        Some(("bridge", n)) => (NetfilterProtoFamily::Bridge, n),
+        _ => {
+            return Err(io::Error::other(format!(
+                "table {table:?}: no netlink family"
+            )))
+        }
+    };
+    let control =
+        |m: ControlMessage| message(NetfilterProtoFamily::Unspec, NFNL_SUBSYS_NFTABLES, m, 0);
+    // NFTA_DATA_VALUE inside NFTA_SET_ELEM_KEY_END.
+    const VALUE: u16 = 1;
+    let element = |interval: bool, (key, end): &(Vec<u8>, Vec<u8>)| {
+        let mut attrs = vec![SetElementAttribute::Key(DataAttribute::Value(key.clone()))];
+        if interval {
+            attrs.push(SetElementAttribute::KeyEnd(vec![DefaultNla::new(
+                VALUE,
+                end.clone(),
+            )]));
+        }
+        ListAttribute::Element(attrs)
+    };
+    let elements = |set: &str, list: Vec<ListAttribute<SetElementAttribute>>| SetElementMessage {
+        attributes: vec![
+            SetElementList::Table(name.into()),
+            SetElementList::Set(set.to_string()),
+            SetElementList::Elements(list),
+        ],
+    };
+    let mut msgs = vec![control(ControlMessage::BatchBegin)];
+    // Every delete before every add: a changed element is deleted and added under one key.
+    for b in batches.iter().filter(|b| !b.delete.is_empty()) {
+        let list = b.delete.iter().map(|e| element(b.interval, e)).collect();
+        msgs.push(message(
+            family,
+            0,
+            NfTablesMessage::DeleteSetElement(elements(&b.set, list)),
+            NLM_F_ACK,
+        ));
+    }
+    for b in batches.iter().filter(|b| !b.add.is_empty()) {
+        let list = b.add.iter().map(|e| element(b.interval, e)).collect();
+        msgs.push(message(
+            family,
+            0,
+            NfTablesMessage::NewSetElement(elements(&b.set, list)),
+            NLM_F_ACK | NLM_F_CREATE,
+        ));
     }
     msgs.push(control(ControlMessage::BatchEnd));
     exchange(socket, msgs, |_| {})

@@ -1,12 +1,9 @@
 //! A table netnode owns whose data lives in sets, maps and named counters: rendered as `nft -f`
-//! text, read back from `nft -j -p list table`, and compared so that a change is one
-//! transaction of element updates, with whole sets and chains added or deleted around them.
-//! Only a change to a base chain (one on a hook), or a chain whose rules are not what its name
-//! promises, replaces the table. The firewall's two tables are made of it.
-//!
-//! The contract that makes this safe: a set's name fixes its declaration, and a regular
-//! (non-base) chain's name fixes its rules (the firewall names them by a hash of their rules),
-//! so a set or chain that exists under the right name is the right one.
+//! text, read back from `nft -j -p list table`, and compared so that a change of data is one
+//! transaction of element (and counter) updates, and only a change of structure (chains,
+//! rules, set declarations: hashed into a marker comment) replaces the table. The firewall's
+//! two tables are made of it; their structure is fixed, so every change of instances, groups
+//! and rules is element updates.
 //!
 //! Elements are compared as text in nft's own canonical form (`nft -j -p` prints protocols as
 //! numbers, a one-value range as the value, an address range that is a prefix as the prefix):
@@ -29,11 +26,47 @@ pub struct SetSpec {
     pub kind: &'static str,
     /// The declaration inside the braces (`type ...; flags ...;`).
     pub decl: String,
-    /// Which fields of an element (the key's, then the value's) nft wants quoted (interface
-    /// and object names).
-    pub quoted: Vec<bool>,
+    /// The fields of an element: the key's, then the value's.
+    pub fields: Vec<Field>,
+    /// Declared with `flags interval` (an element's key has an end).
+    pub interval: bool,
     /// Elements, as nft prints them (`a . b` for a concatenation, `k : v` for a map).
     pub elements: BTreeSet<String>,
+}
+
+/// What one field of an element holds: how nft writes it, and how the kernel stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// An interface name (quoted; 16 bytes, zero-padded).
+    Ifname,
+    /// A MAC address (6 bytes).
+    Ether,
+    /// An IPv4 address, range or prefix.
+    Ipv4,
+    /// An IPv6 address, range or prefix.
+    Ipv6,
+    /// An IP protocol number or range (1 byte).
+    Proto,
+    /// A port or range (2 bytes, big-endian).
+    Port,
+    /// A named counter (quoted; a map's value).
+    Counter,
+    /// Anything else nft reads as written (not sent over netlink).
+    Other,
+}
+
+/// Element changes of one set, as the kernel takes them: each element's key (and, in an
+/// interval set, its end), every field padded to four bytes as in a register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementBatch {
+    /// The set.
+    pub set: String,
+    /// Interval set: keys have ends.
+    pub interval: bool,
+    /// (key, end) to delete.
+    pub delete: Vec<(Vec<u8>, Vec<u8>)>,
+    /// (key, end) to add.
+    pub add: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A chain with its rules.
@@ -71,29 +104,19 @@ pub struct TableState {
     pub chains: BTreeMap<String, usize>,
     /// Elements per set or map.
     pub sets: BTreeMap<String, BTreeSet<String>>,
-    /// Which of them are maps.
-    pub maps: BTreeSet<String>,
     /// Named counters.
     pub counters: BTreeSet<String>,
 }
 
-/// The changes between two tables of one structure, in one transaction.
+/// The element and counter changes between two tables of one structure, in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Changes {
-    /// Sets and maps to add, with their elements.
-    pub add_sets: Vec<String>,
-    /// Chains to add, with their rules.
-    pub add_chains: Vec<String>,
     /// Counters to add (before the elements naming them).
     pub add_counters: Vec<String>,
     /// Elements to delete, per set.
     pub delete: BTreeMap<String, Vec<String>>,
     /// Elements to add, per set.
     pub add: BTreeMap<String, Vec<String>>,
-    /// Chains to delete (after the elements jumping to them).
-    pub delete_chains: Vec<String>,
-    /// Sets and maps to delete (after the chains naming them), with their kind.
-    pub delete_sets: Vec<(String, &'static str)>,
     /// Counters to delete (after the elements naming them).
     pub delete_counters: Vec<String>,
 }
@@ -104,13 +127,9 @@ impl Changes {
         self.len() == 0
     }
 
-    /// How many sets, chains, elements and counters change.
+    /// How many elements and counters change.
     pub fn len(&self) -> usize {
-        self.add_sets.len()
-            + self.add_chains.len()
-            + self.delete_chains.len()
-            + self.delete_sets.len()
-            + self.add_counters.len()
+        self.add_counters.len()
             + self.delete_counters.len()
             + self.delete.values().map(Vec::len).sum::<usize>()
             + self.add.values().map(Vec::len).sum::<usize>()
@@ -118,8 +137,8 @@ impl Changes {
 }
 
 impl TableSpec {
-    /// A table from its parts; the marker hashes the base chains (the first chain must be one:
-    /// it carries the marker in its last rule's comment).
+    /// A table from its parts; the marker hashes its chains and set declarations and is
+    /// written into the first chain's last rule.
     pub fn new(
         table: &'static str,
         sets: Vec<SetSpec>,
@@ -127,7 +146,10 @@ impl TableSpec {
         mut chains: Vec<ChainSpec>,
     ) -> TableSpec {
         let mut structure = String::from(table);
-        for c in chains.iter().filter(|c| c.hook.is_some()) {
+        for s in &sets {
+            let _ = writeln!(structure, "{} {} {}", s.kind, s.name, s.decl);
+        }
+        for c in &chains {
             let _ = writeln!(structure, "{} {:?} {:?}", c.name, c.hook, c.rules);
         }
         let digest = Sha256::digest(structure.as_bytes());
@@ -158,31 +180,19 @@ impl TableSpec {
                 .values()
                 .map(|s| (s.name.clone(), s.elements.clone()))
                 .collect(),
-            maps: self
-                .sets
-                .values()
-                .filter(|s| s.kind == "map")
-                .map(|s| s.name.clone())
-                .collect(),
             counters: self.counters.clone(),
         }
     }
 
-    /// Whether [`TableSpec::changes`] can bring `observed` here: the same base chains, and
-    /// every chain both have holding as many rules as its name promises.
+    /// Whether `observed` has this structure (so element updates bring it here).
     pub fn same_structure(&self, observed: &TableState) -> bool {
         observed.marker.as_deref() == Some(self.marker.as_str())
-            && self.chains.iter().all(|c| {
-                observed
-                    .chains
-                    .get(&c.name)
-                    .is_none_or(|&n| n == c.rules.len())
-            })
+            && observed.chains.len() == self.chains.len()
             && self
                 .chains
                 .iter()
-                .filter(|c| c.hook.is_some())
-                .all(|c| observed.chains.contains_key(&c.name))
+                .all(|c| observed.chains.get(&c.name) == Some(&c.rules.len()))
+            && observed.sets.keys().eq(self.sets.keys())
     }
 
     /// One transaction that replaces the table whole (creating it first, so the delete never
@@ -216,14 +226,12 @@ impl TableSpec {
         s
     }
 
-    /// The changes that bring `observed` (same structure) here.
+    /// The element and counter changes that bring `observed` (same structure) here.
     pub fn changes(&self, observed: &TableState) -> Changes {
         let mut c = Changes::default();
+        let empty = BTreeSet::new();
         for (name, set) in &self.sets {
-            let Some(have) = observed.sets.get(name) else {
-                c.add_sets.push(name.clone());
-                continue;
-            };
+            let have = observed.sets.get(name).unwrap_or(&empty);
             let delete: Vec<String> = have.difference(&set.elements).cloned().collect();
             let add: Vec<String> = set.elements.difference(have).cloned().collect();
             if !delete.is_empty() {
@@ -233,31 +241,6 @@ impl TableSpec {
                 c.add.insert(name.clone(), add);
             }
         }
-        c.delete_sets = observed
-            .sets
-            .keys()
-            .filter(|n| !self.sets.contains_key(*n))
-            .map(|n| {
-                let kind = if observed.maps.contains(n) {
-                    "map"
-                } else {
-                    "set"
-                };
-                (n.clone(), kind)
-            })
-            .collect();
-        c.add_chains = self
-            .chains
-            .iter()
-            .filter(|ch| !observed.chains.contains_key(&ch.name))
-            .map(|ch| ch.name.clone())
-            .collect();
-        c.delete_chains = observed
-            .chains
-            .keys()
-            .filter(|n| !self.chains.iter().any(|ch| ch.name == **n))
-            .cloned()
-            .collect();
         c.add_counters = self
             .counters
             .difference(&observed.counters)
@@ -278,24 +261,6 @@ impl TableSpec {
         for name in &c.add_counters {
             let _ = writeln!(s, "add counter {t} {name}");
         }
-        for set in c.add_sets.iter().filter_map(|n| self.sets.get(n)) {
-            let _ = write!(s, "add {} {t} {} {{ {}", set.kind, set.name, set.decl);
-            if !set.elements.is_empty() {
-                let elems: Vec<String> = set.elements.iter().map(|e| set.text(e)).collect();
-                let _ = write!(s, " elements = {{ {} }}", elems.join(", "));
-            }
-            s.push_str(" }\n");
-        }
-        for ch in self
-            .chains
-            .iter()
-            .filter(|ch| c.add_chains.contains(&ch.name))
-        {
-            let _ = writeln!(s, "add chain {t} {}", ch.name);
-            for r in &ch.rules {
-                let _ = writeln!(s, "add rule {t} {} {r}", ch.name);
-            }
-        }
         for (name, elems) in &c.delete {
             if let Some(set) = self.sets.get(name) {
                 // A map's element is deleted by its key.
@@ -311,12 +276,6 @@ impl TableSpec {
                 let texts: Vec<String> = elems.iter().map(|e| set.text(e)).collect();
                 let _ = writeln!(s, "add element {t} {name} {{ {} }}", texts.join(", "));
             }
-        }
-        for name in &c.delete_chains {
-            let _ = writeln!(s, "delete chain {t} {name}");
-        }
-        for (name, kind) in &c.delete_sets {
-            let _ = writeln!(s, "delete {kind} {t} {name}");
         }
         for name in &c.delete_counters {
             let _ = writeln!(s, "delete counter {t} {name}");
@@ -343,7 +302,7 @@ impl SetSpec {
                 if j > 0 {
                     out.push_str(" . ");
                 }
-                if self.quoted.get(field).copied().unwrap_or(false) {
+                if matches!(self.fields.get(field), Some(Field::Ifname | Field::Counter)) {
                     let _ = write!(out, "\"{f}\"");
                 } else {
                     out.push_str(f);
@@ -352,6 +311,123 @@ impl SetSpec {
             }
         }
         out
+    }
+}
+
+impl SetSpec {
+    /// An element's key and end as the kernel stores them; `None` for what only nft writes
+    /// (map values, names of objects, raw payloads).
+    pub fn encode(&self, element: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        if self.kind != "set" {
+            return None;
+        }
+        let parts: Vec<&str> = element.split(" . ").collect();
+        if parts.len() != self.fields.len() {
+            return None;
+        }
+        let (mut key, mut end) = (Vec::new(), Vec::new());
+        let concat = self.fields.len() > 1;
+        for (field, text) in self.fields.iter().zip(parts) {
+            let (lo, hi) = encode_field(*field, text)?;
+            for (out, v) in [(&mut key, lo), (&mut end, hi)] {
+                // In a concatenation every field fills whole 32-bit registers.
+                let padded = if concat {
+                    v.len().div_ceil(4) * 4
+                } else {
+                    v.len()
+                };
+                out.extend_from_slice(&v);
+                out.resize(out.len() + padded - v.len(), 0);
+            }
+        }
+        Some((key, end))
+    }
+}
+
+/// One field's first and last value, in the kernel's byte order.
+fn encode_field(field: Field, text: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn range<T: std::str::FromStr>(text: &str) -> Option<(T, T)> {
+        match text.split_once('-') {
+            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+            None => {
+                let v: T = text.parse().ok()?;
+                let w: T = text.parse().ok()?;
+                Some((v, w))
+            }
+        }
+    }
+    match field {
+        Field::Ipv4 => {
+            let (lo, hi) = match text.parse::<ipnetwork::Ipv4Network>() {
+                Ok(n) if text.contains('/') => (n.network(), n.broadcast()),
+                _ => range::<std::net::Ipv4Addr>(text)?,
+            };
+            Some((lo.octets().to_vec(), hi.octets().to_vec()))
+        }
+        Field::Ipv6 => {
+            let (lo, hi) = match text.parse::<ipnetwork::Ipv6Network>() {
+                Ok(n) if text.contains('/') => {
+                    let host = u128::MAX.checked_shr(u32::from(n.prefix())).unwrap_or(0);
+                    let lo = u128::from(n.network());
+                    (lo.into(), std::net::Ipv6Addr::from(lo | host))
+                }
+                _ => range::<std::net::Ipv6Addr>(text)?,
+            };
+            Some((lo.octets().to_vec(), hi.octets().to_vec()))
+        }
+        Field::Proto => {
+            let (lo, hi) = range::<u8>(text)?;
+            Some((vec![lo], vec![hi]))
+        }
+        Field::Port => {
+            let (lo, hi) = range::<u16>(text)?;
+            Some((lo.to_be_bytes().to_vec(), hi.to_be_bytes().to_vec()))
+        }
+        Field::Ifname => {
+            let mut name = text.as_bytes().to_vec();
+            if name.len() >= 16 {
+                return None;
+            }
+            name.resize(16, 0);
+            Some((name.clone(), name))
+        }
+        Field::Ether => {
+            let mac: crate::table::MacAddr = text.parse().ok()?;
+            Some((mac.0.to_vec(), mac.0.to_vec()))
+        }
+        Field::Counter | Field::Other => None,
+    }
+}
+
+impl TableSpec {
+    /// The same changes as netlink element batches, when every element can be encoded and no
+    /// counter changes (else the `nft` script applies them).
+    pub fn element_batches(&self, c: &Changes) -> Option<Vec<ElementBatch>> {
+        // A large change is one `nft` process anyway (and would not fit one message).
+        if !c.add_counters.is_empty() || !c.delete_counters.is_empty() || c.len() > 1000 {
+            return None;
+        }
+        let mut out: BTreeMap<&str, ElementBatch> = BTreeMap::new();
+        for (op, list) in [(false, &c.delete), (true, &c.add)] {
+            for (name, elems) in list {
+                let set = self.sets.get(name)?;
+                let batch = out.entry(name).or_insert_with(|| ElementBatch {
+                    set: name.clone(),
+                    interval: set.interval,
+                    delete: Vec::new(),
+                    add: Vec::new(),
+                });
+                for e in elems {
+                    let encoded = set.encode(e)?;
+                    if op {
+                        batch.add.push(encoded);
+                    } else {
+                        batch.delete.push(encoded);
+                    }
+                }
+            }
+        }
+        Some(out.into_values().collect())
     }
 }
 
@@ -408,9 +484,6 @@ pub fn parse_json(text: &str) -> Result<TableState, String> {
                 }
             }
             state.sets.insert(name.to_string(), elems);
-            if item.get("map").is_some() {
-                state.maps.insert(name.to_string());
-            }
         }
     }
     if foreign {
@@ -479,14 +552,16 @@ mod tests {
                     name: "ports".into(),
                     kind: "set",
                     decl: "type ifname . ipv4_addr;".into(),
-                    quoted: vec![true, false],
+                    fields: vec![Field::Ifname, Field::Ipv4],
+                    interval: false,
                     elements: elements.iter().map(|e| e.to_string()).collect(),
                 },
                 SetSpec {
                     name: "to".into(),
                     kind: "map",
                     decl: "type ipv4_addr : verdict;".into(),
-                    quoted: vec![false, false],
+                    fields: vec![Field::Ipv4, Field::Other],
+                    interval: false,
                     elements: ["198.18.0.3 : jump g".to_string()].into(),
                 },
             ],
@@ -530,6 +605,38 @@ mod tests {
             text.contains("ip daddr vmap @to comment \"netnode "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn elements_encode_as_the_kernel_stores_them() {
+        let set = SetSpec {
+            name: "in4".into(),
+            kind: "set",
+            decl: String::new(),
+            fields: vec![Field::Ipv4, Field::Proto, Field::Port, Field::Ipv4],
+            interval: true,
+            elements: BTreeSet::new(),
+        };
+        let (key, end) = set
+            .encode("198.18.0.3 . 6 . 22-23 . 198.19.0.0/16")
+            .unwrap();
+        assert_eq!(key, [198, 18, 0, 3, 6, 0, 0, 0, 0, 22, 0, 0, 198, 19, 0, 0]);
+        assert_eq!(
+            end,
+            [198, 18, 0, 3, 6, 0, 0, 0, 0, 23, 0, 0, 198, 19, 255, 255]
+        );
+        let (_, end) = set
+            .encode("198.18.0.3 . 0-255 . 0-65535 . 0.0.0.0/0")
+            .unwrap();
+        assert_eq!(end[4..], [255, 0, 0, 0, 255, 255, 0, 0, 255, 255, 255, 255]);
+        assert!(set.encode("198.18.0.3 . 6").is_none());
+        assert!(set.encode("198.18.0.3 . tcp . 22 . 0.0.0.0/0").is_none());
+        let one = SetSpec {
+            fields: vec![Field::Ifname],
+            interval: false,
+            ..set
+        };
+        assert_eq!(one.encode("tap1").unwrap().0.len(), 16);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::table::MacAddr;
 
 use super::firewall;
 use super::nft::{self, MapChange, NftState};
-use super::nftable::{TableSpec, TableState};
+use super::nftable::{ElementBatch, TableSpec, TableState};
 use super::state::{vlan_mac, Address, BridgeSpec, Desired, Link, LinkKind, Observed, Route};
 
 /// One change to the kernel.
@@ -108,6 +108,9 @@ pub enum Op {
         table: String,
         /// The script (a replacement, element updates, or the delete).
         script: String,
+        /// When only elements change: the same as netlink batches, which the applier sends
+        /// without running `nft` (whose deletes from an interval set read the whole set first).
+        elements: Vec<ElementBatch>,
         /// The table it leaves (none: deleted).
         result: Option<TableState>,
     },
@@ -477,20 +480,28 @@ fn firewall(p: &mut Plan, d: &Desired, o: &Observed) {
     let wanted: Vec<&TableSpec> = d.firewall.iter().flat_map(|f| f.tables()).collect();
     let mut groups_changed = false;
     for spec in &wanted {
-        let script = match o.tables.get(spec.table) {
+        let group_table = spec.table == firewall::GROUP_TABLE;
+        let (script, elements) = match o.tables.get(spec.table) {
             Some(s) if spec.same_structure(s) => {
                 let c = spec.changes(s);
                 if c.is_empty() {
                     continue;
                 }
-                spec.update_script(&c)
+                groups_changed |= group_table && firewall::narrows(&c);
+                (
+                    spec.update_script(&c),
+                    spec.element_batches(&c).unwrap_or_default(),
+                )
             }
-            _ => spec.replace_script(),
+            _ => {
+                groups_changed |= group_table;
+                (spec.replace_script(), Vec::new())
+            }
         };
-        groups_changed |= spec.table == firewall::GROUP_TABLE;
         p.ops.push(Op::Table {
             table: spec.table.to_string(),
             script,
+            elements,
             result: Some(spec.state()),
         });
     }
@@ -499,6 +510,7 @@ fn firewall(p: &mut Plan, d: &Desired, o: &Observed) {
             p.ops.push(Op::Table {
                 table: name.clone(),
                 script: TableSpec::delete_script(name),
+                elements: Vec::new(),
                 result: None,
             });
         }
@@ -542,6 +554,7 @@ pub fn teardown(d: &Desired, o: &Observed) -> Plan {
         p.ops.push(Op::Table {
             table: name.clone(),
             script: TableSpec::delete_script(name),
+            elements: Vec::new(),
             result: None,
         });
     }
