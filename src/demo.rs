@@ -14,7 +14,9 @@ use std::time::Duration;
 use crate::lab::clients::{parse_dhcpcd_output, Acquired, ClientKind, ClientRun};
 use crate::lab::{self, Daemon, Instance, Lab};
 use crate::manager::network::CreateNetwork;
+use crate::manager::secgroup::RuleCreate;
 use crate::manager::server::ServerCreate;
+use crate::table::firewall::RuleConfig;
 use crate::manager::{Manager, Settings};
 use crate::table::ipv6::{self, Backend};
 use crate::table::MacAddr;
@@ -292,11 +294,23 @@ fn serve_and_report(
             count: 1,
             security_groups: Vec::new(),
         })?;
-        let mac: MacAddr = server
-            .first()
-            .and_then(|s| s.addresses.first())
+        let nic = server.first().and_then(|s| s.addresses.first());
+        let mac: MacAddr = nic
             .and_then(|n| n.mac.parse().ok())
             .unwrap_or(inst.mac);
+        // The hypervisor names the device it plugs the VIF into as the manager says, so the
+        // firewall (anti-spoofing, the DHCP and RA guards, the default group) filters it.
+        if let Some(port) = nic.map(|n| n.port.as_str()) {
+            for args in [
+                &["link", "set", &inst.port, "down"][..],
+                &["link", "set", &inst.port, "name", port],
+                &["link", "set", port, "up"],
+            ] {
+                lab.server
+                    .ip(args)
+                    .map_err(step("naming the instance's port"))?;
+            }
+        }
         for args in [
             &["link", "set", &inst.iface, "down"][..],
             &["link", "set", &inst.iface, "address", &mac.to_string()],
@@ -330,6 +344,19 @@ fn serve_and_report(
             slaac: None,
         });
     }
+    // The seed's two rules: the default group admits nothing until they are there.
+    for (protocol, port) in [("icmp", None), ("tcp", Some("22:22"))] {
+        manager.rule_create(&RuleCreate {
+            group: "default".into(),
+            project: Some("demo".into()),
+            rule: RuleConfig {
+                protocol: Some(protocol.into()),
+                dst_port: port.map(Into::into),
+                ..RuleConfig::default()
+            },
+        })?;
+    }
+    println!("security group default: ingress icmp and tcp 22 allowed (the seed's two rules)");
     // `netnode floating allocate` and `floating associate` to vm-1, then a ping from outside.
     let floating: std::net::Ipv4Addr = FLOATING.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
     manager.floating_allocate(None, "demo")?;
