@@ -16,8 +16,8 @@ use crate::lab::{self, Daemon, Instance, Lab};
 use crate::manager::network::CreateNetwork;
 use crate::manager::secgroup::RuleCreate;
 use crate::manager::server::ServerCreate;
-use crate::table::firewall::RuleConfig;
 use crate::manager::{Manager, Settings};
+use crate::table::firewall::RuleConfig;
 use crate::table::ipv6::{self, Backend};
 use crate::table::MacAddr;
 
@@ -295,9 +295,7 @@ fn serve_and_report(
             security_groups: Vec::new(),
         })?;
         let nic = server.first().and_then(|s| s.addresses.first());
-        let mac: MacAddr = nic
-            .and_then(|n| n.mac.parse().ok())
-            .unwrap_or(inst.mac);
+        let mac: MacAddr = nic.and_then(|n| n.mac.parse().ok()).unwrap_or(inst.mac);
         // The hypervisor names the device it plugs the VIF into as the manager says, so the
         // firewall (anti-spoofing, the DHCP and RA guards, the default group) filters it.
         if let Some(port) = nic.map(|n| n.port.as_str()) {
