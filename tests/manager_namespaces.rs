@@ -271,7 +271,14 @@ fn a_floating_ip_associated_through_the_cli_is_reached_from_outside() {
     };
     assert!(!ping(&out, "198.19.26.170"), "not associated yet");
     // The default group admits nothing until the seed's rule lets ping in.
-    c.ok(&["secgroup", "rule", "create", "--protocol", "icmp", "default"]);
+    c.ok(&[
+        "secgroup",
+        "rule",
+        "create",
+        "--protocol",
+        "icmp",
+        "default",
+    ]);
     let f = c.json(&["floating", "allocate", "--project", "demo"]);
     assert_eq!(f["address"], "198.19.26.170");
     c.ok(&["floating", "associate", "198.19.26.170", "--server", "vm-1"]);
