@@ -389,11 +389,19 @@ fn spoofing_and_rogue_servers_are_stopped_at_the_port() {
         Some(ip2.as_str()),
         "vm-2's lease comes from netnode"
     );
-    eventually(
-        "the DHCP guard counted dnsmasq's offer",
-        Duration::from_secs(5),
-        || fw.counter(&format!("dhcp_guard_{port1}")) > 0,
+    // dnsmasq never even hears vm-2's broadcast (a port receives only what is for its own
+    // addresses); a forged offer, from port 67 or any other, is stopped at vm-1's port.
+    let to_vm2 = capture(fw.ns(1), "eth0", "udp port 68", 3);
+    scapy(
+        fw.ns(0),
+        &format!(
+            "for sport in (67, 6767):\n\
+             \x20   sendp(Ether(src='{mac1}', dst='ff:ff:ff:ff:ff:ff')/IP(src='{ip1}', dst='255.255.255.255')/UDP(sport=sport, dport=68)/BOOTP(op=2, yiaddr='198.18.0.201', chaddr=bytes.fromhex('{}'))/DHCP(options=[('message-type', 'offer'), ('server_id', '{ip1}'), 'end']), iface='eth0')",
+            mac2.replace(':', "")
+        ),
     );
+    assert_eq!(captured(to_vm2), 0, "a forged DHCP offer reached vm-2");
+    assert!(fw.counter(&format!("dhcp_guard_{port1}")) >= 2);
     // radvd advertises every 3-4 s; vm-2 must never take its prefix.
     eventually("the RA guard counted radvd", Duration::from_secs(8), || {
         fw.counter(&format!("ra_guard_{port1}")) > 0
@@ -463,6 +471,23 @@ fn spoofing_and_rogue_servers_are_stopped_at_the_port() {
     );
     assert_eq!(captured(to_vm2), 1, "vm-1's real frame reaches vm-2's port");
     assert_eq!(captured(to_gw), 1, "vm-1's real frame reaches the gateway");
+    // Groups judge by destination address: broadcast, and another address at vm-2's MAC,
+    // must not get around them (vm-2's port takes only its own addresses).
+    let to_vm2 = capture(fw.ns(1), "eth0", "udp port 9999", 3);
+    scapy(
+        fw.ns(0),
+        &format!(
+            "sendp(Ether(src='{mac1}', dst='ff:ff:ff:ff:ff:ff')/IP(src='{ip1}', dst='255.255.255.255')/UDP(dport=9999)/'b', iface='eth0')\n\
+             sendp(Ether(src='{mac1}', dst='ff:ff:ff:ff:ff:ff')/IP(src='{ip1}', dst='198.18.0.255')/UDP(dport=9999)/'b', iface='eth0')\n\
+             sendp(Ether(src='{mac1}', dst='{mac2}')/IP(src='{ip1}', dst='198.18.0.77')/UDP(dport=9999)/'o', iface='eth0')"
+        ),
+    );
+    assert_eq!(
+        captured(to_vm2),
+        0,
+        "broadcast or a foreign address reached vm-2"
+    );
+    assert!(fw.counter(&format!("not_own_{}", fw.port(1))) >= 3);
     assert!(ping(fw.ns(0), "198.18.0.1"), "vm-1 reaches the gateway");
 }
 

@@ -39,7 +39,9 @@ pub const GROUP_TABLE: &str = "inet netnode_sg";
 pub const TABLES: [&str; 2] = [BRIDGE_TABLE, GROUP_TABLE];
 
 /// The per-port drop reasons, each a counter map of the bridge table.
-pub const REASONS: [&str; 3] = ["spoof", "dhcp_guard", "ra_guard"];
+/// `not_own` counts frames toward a port that are not for its addresses (broadcast and
+/// multicast other than DHCP and neighbour discovery, or another address at its MAC).
+pub const REASONS: [&str; 4] = ["spoof", "dhcp_guard", "ra_guard", "not_own"];
 
 /// ICMPv6 that always passes: neighbour discovery and MLD (IPv6 does not work without them).
 const ND_TYPES: &str = "{ nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, \
@@ -165,10 +167,11 @@ fn bridge_table(ports: &[Port]) -> TableSpec {
     }
     let drop = |reason: &str| format!("counter name iifname map @{reason} drop");
     let spoof = drop("spoof");
+    // No instance has a reason to send to a DHCP client's port, whatever its source port.
     let rules = vec![
         "iifname != @ports accept".to_string(),
-        format!("udp sport 67 udp dport 68 {}", drop("dhcp_guard")),
-        format!("udp sport 547 udp dport 546 {}", drop("dhcp_guard")),
+        format!("udp dport 68 {}", drop("dhcp_guard")),
+        format!("udp dport 546 {}", drop("dhcp_guard")),
         format!("icmpv6 type nd-router-advert {}", drop("ra_guard")),
         format!("iifname . ether saddr != @port_mac {spoof}"),
         format!("ether type arp iifname . arp saddr ether . arp saddr ip != @port_arp {spoof}"),
@@ -181,17 +184,41 @@ fn bridge_table(ports: &[Port]) -> TableSpec {
         format!("ether type ip6 iifname . ip6 saddr != @port_v6 {spoof}"),
         format!("ether type != {{ ip, ip6, arp }} {spoof}"),
     ];
+    // What a port receives (forwarded from another port, or sent by the node): IP only to its
+    // own addresses, so broadcast, multicast and a foreign address at its MAC never slip past
+    // the groups (which judge by destination address); DHCP replies and neighbour discovery
+    // excepted.
+    let not_own = "counter name oifname map @not_own drop";
+    let to_port = vec![
+        "oifname != @ports accept".to_string(),
+        "ether type ip udp sport 67 udp dport 68 accept".into(),
+        format!("ether type ip oifname . ip daddr != @port_v4 {not_own}"),
+        format!("ether type ip6 icmpv6 type {ND_TYPES} accept"),
+        format!("ether type ip6 oifname . ip6 daddr != @port_v6 {not_own}"),
+    ];
     let mut sets = vec![s_ports, mac, arp, v4, v6, nd];
     sets.extend(maps);
+    let base = |name: &str, hook: &str, rules: Vec<String>| ChainSpec {
+        name: name.into(),
+        hook: Some(format!(
+            "type filter hook {hook} priority -200; policy accept;"
+        )),
+        rules,
+    };
     TableSpec::new(
         BRIDGE_TABLE,
         sets,
         counters,
-        vec![ChainSpec {
-            name: "prerouting".into(),
-            hook: Some("type filter hook prerouting priority -200; policy accept;".into()),
-            rules,
-        }],
+        vec![
+            base("prerouting", "prerouting", rules),
+            base("forward", "forward", vec!["jump to_port".into()]),
+            base("output", "output", vec!["jump to_port".into()]),
+            ChainSpec {
+                name: "to_port".into(),
+                hook: None,
+                rules: to_port,
+            },
+        ],
     )
 }
 
@@ -288,13 +315,14 @@ fn group_table(s: &FirewallSettings) -> TableSpec {
             }
         }
     }
+    // DHCP replies come from the node (output); forwarded ones are nobody's to send.
     let always = [
         "udp sport 67 udp dport 68 accept".to_string(),
         "udp sport 547 udp dport 546 accept".to_string(),
         format!("icmpv6 type {ND_TYPES} accept"),
     ];
     let mut forward = vec!["ct state established,related accept".to_string()];
-    forward.extend(always.iter().cloned());
+    forward.push(format!("icmpv6 type {ND_TYPES} accept"));
     // Metadata, wherever it was DNATed to.
     forward.push("ct original ip daddr 169.254.169.254 accept".into());
     let mut output = vec!["ct state established,related accept".to_string()];
@@ -347,10 +375,10 @@ fn group_table(s: &FirewallSettings) -> TableSpec {
 }
 
 /// Whether changes to the group table take something away (an element of a shard set: a
-/// rule's box, an instance's address), so flows it let in must be judged again. Adding
-/// elements, or a port leaving the verdict maps, ends nothing.
+/// rule's box, an instance's address) or filter an address that was not (a verdict-map element
+/// added), so flows must be judged again. A rule more, or a port leaving, ends nothing.
 pub fn narrows(c: &super::nftable::Changes) -> bool {
-    c.delete.keys().any(|set| set.contains('_'))
+    c.delete.keys().any(|set| set.contains('_')) || c.add.keys().any(|set| !set.contains('_'))
 }
 
 /// An inclusive range.

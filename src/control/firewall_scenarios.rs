@@ -263,6 +263,18 @@ fn an_unknown_group_closes_the_instance_and_a_bad_rule_refuses_the_table() {
             .contains("rule 3: dst-port \"30:20\": reversed"),
         "{e}"
     );
+    // The config's group and the manager's of one name meet: the first is kept, with a problem.
+    let t = table(&config(1, &[], &format!("{DEFAULT}{DEFAULT}")));
+    assert_eq!(t.firewall.groups.len(), 1);
+    assert!(t
+        .problems
+        .iter()
+        .any(|p| p.reason.contains("already has a group of that name")));
+    // A port name that would break out of nft's quotes is refused.
+    let quoted = config(1, &[], DEFAULT).replace("\"tap1\"", "\"ta\\\"p\"");
+    let e = build::from_config(&ConfigFile::parse(&quoted).unwrap(), Path::new("node.toml"))
+        .unwrap_err();
+    assert!(e.to_string().contains("only letters, digits"), "{e}");
     let bad = format!("{DEFAULT}[[security_group.rule]]\nremote_group = \"ghost\"\n");
     let e = build::from_config(
         &ConfigFile::parse(&config(1, &[], &bad)).unwrap(),

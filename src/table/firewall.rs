@@ -371,6 +371,8 @@ pub fn settings(
     problems: &mut Vec<Problem>,
 ) -> Result<FirewallSettings, String> {
     let mut groups: Vec<Group> = Vec::with_capacity(configs.len());
+    // Which config each group came from.
+    let mut kept: Vec<usize> = Vec::with_capacity(configs.len());
     let index = |groups: &[Group], project: &str, name: &str| {
         groups
             .iter()
@@ -382,15 +384,31 @@ pub fn settings(
             return Err(format!("{label}: name: empty"));
         }
         if index(&groups, &c.project, &c.name).is_some() {
-            return Err(format!("{label}: name: twice in project {:?}", c.project));
+            // The config's and the manager's can meet: the first (the config's) is kept.
+            problems.push(Problem::instance(
+                origin,
+                format!(
+                    "{label}: project {:?} already has a group of that name; this one is left out",
+                    c.project
+                ),
+            ));
+            continue;
         }
         groups.push(Group {
             project: c.project.clone(),
             name: c.name.clone(),
             rules: Vec::new(),
         });
+        kept.push(i);
     }
     for (i, c) in configs.iter().enumerate() {
+        // A left-out duplicate has no group of its own.
+        let Some(at) = index(&groups, &c.project, &c.name) else {
+            continue;
+        };
+        if kept.get(at) != Some(&i) {
+            continue;
+        }
         let mut rules = Vec::new();
         for (j, r) in c.rule.iter().enumerate() {
             let label = format!("[[security_group]] {} ({:?}) rule {}", i + 1, c.name, j + 1);
@@ -415,11 +433,14 @@ pub fn settings(
                 remote,
             });
         }
-        if let Some(g) = groups.get_mut(i) {
+        if let Some(g) = groups.get_mut(at) {
             g.rules = rules;
         }
     }
     let mut ports: Vec<Port> = Vec::new();
+    // Two ports with one address would give one key two sets of rules (and nftables refuses
+    // the overlap, failing the whole table): the second is left out, with a problem.
+    let mut taken: std::collections::HashSet<IpAddr> = std::collections::HashSet::new();
     for inst in instances {
         if inst.nics.iter().all(|n| n.port.is_none()) {
             continue;
@@ -446,6 +467,16 @@ pub fn settings(
             };
             super::control::interface_name(device)
                 .map_err(|e| format!("instance {:?}: ports: {e}", inst.uuid))?;
+            // It goes into nft scripts inside quotes: no quote, no wildcard.
+            if !device
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-@".contains(&b))
+            {
+                return Err(format!(
+                    "instance {:?}: ports: {device:?}: only letters, digits and _ . - @",
+                    inst.uuid
+                ));
+            }
             if let Some(p) = ports.iter_mut().find(|p| p.device == *device) {
                 if p.mac != nic.mac {
                     return Err(format!(
@@ -470,6 +501,23 @@ pub fn settings(
             }
             let mut v6 = vec![link_local(nic.mac)];
             v6.extend(nic.ipv6);
+            let all: Vec<IpAddr> = v4
+                .iter()
+                .map(|a| IpAddr::V4(*a))
+                .chain(v6.iter().map(|a| IpAddr::V6(*a)))
+                .collect();
+            if let Some(a) = all.iter().find(|a| taken.contains(a)) {
+                problems.push(Problem::instance(
+                    origin,
+                    format!(
+                        "instance {:?}: port {device:?}: address {a} is another port's; \
+                         this port is not filtered",
+                        inst.uuid
+                    ),
+                ));
+                continue;
+            }
+            taken.extend(all);
             ports.push(Port {
                 device: device.clone(),
                 bridge,
