@@ -31,7 +31,7 @@ pub const FLOATING_DNAT: &str = "floating_dnat";
 /// The map from fixed to floating addresses (SNAT).
 pub const FLOATING_SNAT: &str = "floating_snat";
 /// What the marker comment starts with.
-pub const MARKER_PREFIX: &str = "netnode ";
+pub use super::nftable::MARKER_PREFIX;
 
 /// Element changes of one map of netnode's table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,65 +316,31 @@ fn quote(name: &str) -> String {
     format!("\"{name}\"")
 }
 
-/// Reads `nft -j list table inet netnode` output. Anything netnode did not write (an element
-/// that is not an address pair, a rule without the marker) simply fails to match what is
-/// desired, so the planner replaces the table.
+/// Reads `nft -j list table inet netnode` output (through the firewall tables' reader).
+/// Anything netnode did not write (an element that is not an address pair, a rule without the
+/// marker) simply fails to match what is desired, so the planner replaces the table.
 pub fn parse_json(text: &str) -> Result<NftState, String> {
-    let doc: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("nft -j output: {e}"))?;
-    let items = doc
-        .get("nftables")
-        .and_then(|v| v.as_array())
-        .ok_or("nft -j output: no \"nftables\" array")?;
-    let mut state = NftState::default();
+    let table = super::nftable::parse_json(text)?;
+    let mut state = NftState {
+        marker: table.marker,
+        chains: table.chains,
+        maps: BTreeMap::new(),
+    };
     let mut foreign = false;
-    for item in items {
-        if let Some(chain) = item.get("chain") {
-            if let Some(name) = chain.get("name").and_then(|n| n.as_str()) {
-                state.chains.entry(name.to_string()).or_insert(0);
-            }
-        } else if let Some(rule) = item.get("rule") {
-            if let Some(chain) = rule.get("chain").and_then(|n| n.as_str()) {
-                *state.chains.entry(chain.to_string()).or_insert(0) += 1;
-            }
-            if let Some(m) = rule
-                .get("comment")
-                .and_then(|c| c.as_str())
-                .and_then(|c| c.strip_prefix(MARKER_PREFIX))
-            {
-                match &state.marker {
-                    Some(seen) if seen != m => foreign = true,
-                    _ => state.marker = Some(m.to_string()),
+    for (name, elements) in table.sets {
+        let mut pairs = BTreeMap::new();
+        for e in elements {
+            let pair = e
+                .split_once(" : ")
+                .and_then(|(k, v)| Some((k.parse().ok()?, v.parse().ok()?)));
+            match pair {
+                Some((k, v)) => {
+                    pairs.insert(k, v);
                 }
+                None => foreign = true,
             }
-        } else if let Some(map) = item.get("map") {
-            let Some(name) = map.get("name").and_then(|n| n.as_str()) else {
-                continue;
-            };
-            let mut elems = BTreeMap::new();
-            for e in map
-                .get("elem")
-                .and_then(|e| e.as_array())
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                let pair = e.as_array().map(Vec::as_slice).unwrap_or_default();
-                let parsed = match pair {
-                    [k, v] => k
-                        .as_str()
-                        .and_then(|k| k.parse().ok())
-                        .zip(v.as_str().and_then(|v| v.parse().ok())),
-                    _ => None,
-                };
-                match parsed {
-                    Some((k, v)) => {
-                        elems.insert(k, v);
-                    }
-                    None => foreign = true,
-                }
-            }
-            state.maps.insert(name.to_string(), elems);
         }
+        state.maps.insert(name, pairs);
     }
     if foreign {
         state.marker = None;
