@@ -11,8 +11,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::can_run_with;
 use common::cloud::{eventually, Cloud};
+use common::{can_run_with, ping};
 use netnode::lab::clients::{ClientKind, ClientRun};
 use netnode::lab::{self, Daemon, Netns};
 
@@ -263,12 +263,6 @@ fn a_floating_ip_associated_through_the_cli_is_reached_from_outside() {
     let vm = &c.lab.instances[0].ns;
     let got = udhcpc(&c.lab.dir, vm, "eth0", "3").expect("a lease");
     assert!(got.contains(&fixed), "{got}");
-    let ping = |ns: &Netns, host: &str| {
-        ns.command("ping")
-            .args(["-c", "1", "-W", "1", host])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     assert!(!ping(&out, "198.19.26.170"), "not associated yet");
     // The default group admits nothing until the seed's rule lets ping in.
     c.ok(&[

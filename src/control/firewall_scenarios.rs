@@ -45,6 +45,13 @@ fn table(text: &str) -> Table {
     build::from_config(&ConfigFile::parse(text).unwrap(), Path::new("node.toml")).unwrap()
 }
 
+/// Why a config's table is refused.
+fn refusal(text: &str) -> String {
+    build::from_config(&ConfigFile::parse(text).unwrap(), Path::new("node.toml"))
+        .unwrap_err()
+        .to_string()
+}
+
 /// Plans from `o`, applies in the model, and checks that nothing more is planned.
 fn converge(text: &str, o: &Observed) -> (Vec<Op>, Observed) {
     let d = Desired::from_table(&table(text));
@@ -253,16 +260,8 @@ fn an_unknown_group_closes_the_instance_and_a_bad_rule_refuses_the_table() {
         .any(|p| p.reason.contains("\"nosuch\" does not exist")));
     assert!(t.firewall.ports[0].groups.is_empty());
     let bad = format!("{DEFAULT}{}", SSH.replace("22:22", "30:20"));
-    let e = build::from_config(
-        &ConfigFile::parse(&config(1, &[], &bad)).unwrap(),
-        Path::new("node.toml"),
-    )
-    .unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("rule 3: dst-port \"30:20\": reversed"),
-        "{e}"
-    );
+    let e = refusal(&config(1, &[], &bad));
+    assert!(e.contains("rule 3: dst-port \"30:20\": reversed"), "{e}");
     // The config's group and the manager's of one name meet: the first is kept, with a problem.
     let t = table(&config(1, &[], &format!("{DEFAULT}{DEFAULT}")));
     assert_eq!(t.firewall.groups.len(), 1);
@@ -272,18 +271,9 @@ fn an_unknown_group_closes_the_instance_and_a_bad_rule_refuses_the_table() {
         .any(|p| p.reason.contains("already has a group of that name")));
     // A port name that would break out of nft's quotes is refused.
     let quoted = config(1, &[], DEFAULT).replace("\"tap1\"", "\"ta\\\"p\"");
-    let e = build::from_config(&ConfigFile::parse(&quoted).unwrap(), Path::new("node.toml"))
-        .unwrap_err();
-    assert!(e.to_string().contains("only letters, digits"), "{e}");
+    let e = refusal(&quoted);
+    assert!(e.contains("only letters, digits"), "{e}");
     let bad = format!("{DEFAULT}[[security_group.rule]]\nremote_group = \"ghost\"\n");
-    let e = build::from_config(
-        &ConfigFile::parse(&config(1, &[], &bad)).unwrap(),
-        Path::new("node.toml"),
-    )
-    .unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("remote_group \"ghost\": no such group"),
-        "{e}"
-    );
+    let e = refusal(&config(1, &[], &bad));
+    assert!(e.contains("remote_group \"ghost\": no such group"), "{e}");
 }

@@ -51,14 +51,21 @@ impl Cloud {
 
     /// `network-create vmnet` on the lab's bridge.
     pub fn vmnet(&self) {
-        self.ok(&[
+        self.vmnet_with(&[]);
+    }
+
+    /// The same with more flags.
+    pub fn vmnet_with(&self, extra: &[&str]) {
+        let mut args = vec![
             "network-create",
             "vmnet",
             "--fixed-range-v4",
             "198.18.0.0/24",
             "--bridge",
             "br100",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
     }
 
     /// Runs a manager command.

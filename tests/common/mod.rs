@@ -64,6 +64,14 @@ pub fn can_run_with(test: &str, clients: &[ClientKind], programs: &[(&str, &str)
     false
 }
 
+/// One ping from `ns` with a second's wait: whether it was answered.
+pub fn ping(ns: &netnode::lab::Netns, host: &str) -> bool {
+    ns.command("ping")
+        .args(["-c", "1", "-W", "1", host])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// The netnode binary under test.
 pub fn netnode() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_netnode"))
