@@ -5,10 +5,12 @@
 //! Protocol logic lives in pure engines ([`dhcp::Engine`]) that take values and return
 //! decisions; sockets, clocks and signals live in thin shells ([`dhcp::listener`], [`server`]).
 
+pub mod ask;
 pub mod check;
 pub mod clock;
 pub mod compat;
 pub mod control;
+pub mod ctl;
 pub mod demo;
 pub mod dhcp;
 pub mod dns;
@@ -18,7 +20,9 @@ pub mod loadgen;
 pub mod lock;
 pub mod manager;
 pub mod metadata;
+pub mod metrics;
 pub mod netif;
+pub mod notify;
 pub mod ra;
 pub mod ratelimit;
 pub mod server;

@@ -18,8 +18,25 @@ use netnode::table::MacAddr;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// Log format: `text`, `json` (one object per line), `journald` (structured fields, for
+    /// systemd's journal), or `auto`: journald when stderr is the journal, else text.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// journald when stderr is the journal (systemd sets JOURNAL_STREAM), else text.
+    Auto,
+    /// Human-readable lines on stderr.
+    Text,
+    /// One JSON object per line on stderr.
+    Json,
+    /// Native journald entries with structured fields.
+    Journald,
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,6 +63,32 @@ enum Command {
         #[command(subcommand)]
         action: NetAction,
     },
+    /// Ask the running daemon over its control socket (status, leases, lease-release, reload,
+    /// stats).
+    #[command(long_about = CTL_HELP)]
+    Ctl {
+        /// The control socket (default: `netnode.sock` in the config's state directory, or in
+        /// /var/lib/netnode).
+        #[arg(long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// The daemon's TOML config, to find its state directory.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the daemon's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The command.
+        #[command(subcommand)]
+        command: CtlCommand,
+    },
+    /// Print shell completions for netnode (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print netnode's man page (roff), generated from this command line.
+    #[command(hide = true)]
+    Manpage,
     /// The manager's commands (networks, servers, fixed and floating IPs).
     #[command(flatten)]
     Manager(netnode::manager::cli::ManagerCommand),
@@ -212,6 +255,36 @@ enum Command {
     },
 }
 
+/// `netnode ctl` commands.
+#[derive(Subcommand, Debug)]
+enum CtlCommand {
+    /// Version, uptime, services per bridge, the last reload and its problems.
+    Status,
+    /// Leases held.
+    Leases {
+        /// Only this network's.
+        #[arg(long)]
+        network: Option<String>,
+        /// Only this client's.
+        #[arg(long)]
+        mac: Option<MacAddr>,
+    },
+    /// End a lease now (journaled, as the client's RELEASE would; the dhcp-script hears `del`).
+    LeaseRelease {
+        /// The leased address.
+        ip: std::net::Ipv4Addr,
+    },
+    /// Reload the table as SIGHUP does, and say how it went.
+    Reload,
+    /// Every counter, per bridge or network.
+    Stats,
+}
+
+/// `ctl --help`.
+const CTL_HELP: &str = "Ask the running daemon over its control socket, `netnode.sock` in its state directory (mode 0600: root and the daemon's user only). One JSON command per connection, Kea's shape: {\"command\": \"leases\", \"arguments\": {\"network\": \"net1\"}}, answered with {\"result\": 0, \"text\": ..., \"arguments\": ...} (result 1: an error). `--json` prints that answer.
+
+Exit status: 0 when the daemon did it; 1 when it refused or could not be reached.";
+
 /// `netnode net` actions.
 #[derive(Subcommand, Debug)]
 enum NetAction {
@@ -273,13 +346,17 @@ const MANAGER: &[&str] = &[
     "export",
 ];
 
+/// Commands about running netnode, listed apart in the help.
+const OPERATIONS: &[&str] = &["ctl", "completions"];
+
 fn grouped_help(cmd: clap::Command) -> clap::Command {
     let width = cmd
         .get_subcommands()
         .map(|c| c.get_name().len())
         .max()
         .unwrap_or(0);
-    let (mut operator, mut manager, mut tools) = (String::new(), String::new(), String::new());
+    let (mut operator, mut manager, mut tools, mut operations) =
+        (String::new(), String::new(), String::new(), String::new());
     for c in cmd.get_subcommands() {
         let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
         let line = format!("  {:<width$}  {about}\n", c.get_name());
@@ -287,6 +364,9 @@ fn grouped_help(cmd: clap::Command) -> clap::Command {
             tools.push_str(&line);
         } else if MANAGER.contains(&c.get_name()) {
             manager.push_str(&line);
+        } else if OPERATIONS.contains(&c.get_name()) {
+            operations.push_str(&line);
+        } else if c.is_hide_set() {
         } else {
             operator.push_str(&line);
         }
@@ -296,7 +376,7 @@ fn grouped_help(cmd: clap::Command) -> clap::Command {
         "help"
     ));
     cmd.help_template(format!(
-        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\nCommands:\n{operator}\nManager (nova-network's commands, on netnode's database):\n{manager}\nTools (developers, benchmarks):\n{tools}\nOptions:\n{{options}}{{after-help}}"
+        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\nCommands:\n{operator}\nOperations (a running daemon, shells):\n{operations}\nManager (nova-network's commands, on netnode's database):\n{manager}\nTools (developers, benchmarks):\n{tools}\nOptions:\n{{options}}{{after-help}}"
     ))
     .mut_subcommand("dnsmasq", |c| {
         c.long_about(netnode::compat::dnsmasq::usage())
@@ -377,21 +457,12 @@ fn main() -> ExitCode {
     if let Some(status) = drop_in() {
         return exit(status);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(
-            std::env::var_os("NO_COLOR").is_none()
-                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let matches = grouped_help(<Cli as clap::CommandFactory>::command()).get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    init_logging(cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -401,8 +472,103 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether stderr is the journal: systemd sets JOURNAL_STREAM to its `device:inode`.
+fn stderr_is_journal() -> bool {
+    let Some(expected) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(meta) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    expected.to_string_lossy() == format!("{}:{}", meta.st_dev, meta.st_ino)
+}
+
+/// Logs at RUST_LOG's filter (default `info`) in the chosen format.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let registry = tracing_subscriber::registry().with(filter);
+    let journald = match format {
+        LogFormat::Journald => true,
+        LogFormat::Auto => stderr_is_journal(),
+        LogFormat::Text | LogFormat::Json => false,
+    };
+    if journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                registry
+                    .with(layer.with_syslog_identifier("netnode".into()))
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("netnode: cannot log to journald ({e}); logging to stderr"),
+        }
+    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    if format == LogFormat::Json {
+        registry.with(fmt.json().flatten_event(true)).init();
+    } else {
+        registry
+            .with(fmt.with_ansi(
+                std::env::var_os("NO_COLOR").is_none()
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            ))
+            .init();
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Ctl {
+            socket,
+            config,
+            json,
+            command,
+        } => {
+            use netnode::ctl::protocol::Command as C;
+            let command = match command {
+                CtlCommand::Status => C::Status,
+                CtlCommand::Leases { network, mac } => C::Leases { network, mac },
+                CtlCommand::LeaseRelease { ip } => C::LeaseRelease { ip },
+                CtlCommand::Reload => C::Reload,
+                CtlCommand::Stats => C::Stats,
+            };
+            let socket = match (socket, config) {
+                (Some(s), _) => s,
+                (None, Some(config)) => {
+                    let dir = netnode::table::build::read_config(&config)?.state.dir;
+                    netnode::ctl::server::socket_path(&dir)
+                }
+                (None, None) => {
+                    netnode::ctl::server::socket_path(std::path::Path::new("/var/lib/netnode"))
+                }
+            };
+            let answer = netnode::ctl::client::send(&socket, &command)?;
+            if json {
+                emit(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&answer).unwrap_or_default()
+                ));
+            } else {
+                emit(&netnode::ctl::client::format(&command, &answer));
+            }
+            if answer.result != 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "netnode", &mut out);
+            emit(&String::from_utf8_lossy(&out));
+        }
+        Command::Manpage => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+            emit(&String::from_utf8_lossy(&out));
+        }
         Command::Serve { config } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

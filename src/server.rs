@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::ask::{Ask, Asker, LeaseRow, ReloadRecord, ServiceStatus, Status};
 use crate::lock::{LockError, StateLock};
 use crate::netif::{self, LinkEvent};
 use crate::service::{Context, DropIn, Reload, Service, Shutdown, StartError};
@@ -32,6 +33,9 @@ pub const SERVICES: &[StartFn] = &[
     crate::ra::service::start,
     crate::metadata::service::start,
     crate::dns::service::start,
+    // Last: they answer from the others.
+    crate::metrics::service::start,
+    crate::ctl::server::start,
 ];
 
 /// Why the daemon could not start or run.
@@ -51,8 +55,30 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
+fn bindings(table: &Table) -> usize {
+    table.networks.iter().map(|n| n.bindings().len()).sum()
+}
+
+/// A table's problems as `file:line: reason` lines.
+fn problems(table: &Table) -> Vec<String> {
+    table.problems.iter().map(|p| p.to_string()).collect()
+}
+
+/// The one-line summary systemd shows (`STATUS=`).
+fn summary(table: &Table) -> String {
+    let problems = match table.problems.len() {
+        0 => String::new(),
+        n => format!(", {n} problems"),
+    };
+    format!(
+        "serving {} networks, {} bindings{problems}",
+        table.networks.len(),
+        bindings(table)
+    )
+}
+
 fn log_table(table: &Table, what: &str) {
-    let bindings: usize = table.networks.iter().map(|n| n.bindings().len()).sum();
+    let bindings = bindings(table);
     for p in &table.problems {
         tracing::warn!(problem = %p, "{}", p.effect());
     }
@@ -75,6 +101,22 @@ pub struct Server {
     db_watch: Option<DbWatch>,
     /// Held for the daemon's life (none in radvd mode, which keeps no state).
     _lock: Option<StateLock>,
+    /// Questions from the metrics endpoint and the control socket.
+    asks: Option<mpsc::Receiver<Ask>>,
+    /// When the daemon started (unix seconds).
+    started: u64,
+    /// Reloads since the start, and how the last one went.
+    reloads: Reloads,
+}
+
+/// The reload counters.
+#[derive(Debug, Default)]
+struct Reloads {
+    ok: u64,
+    failed: u64,
+    /// When a table was last loaded (the start counts).
+    last_success: u64,
+    last: Option<ReloadRecord>,
 }
 
 impl Server {
@@ -108,12 +150,15 @@ impl Server {
             }
         };
         let db_watch = watch_database(&table, None);
+        let (asker, asks) = Asker::channel();
         let ctx = Context {
             table: Arc::new(ArcSwap::from_pointee(table)),
             shutdown: Shutdown::new(),
             drop_in,
             require_bridges: source.requires_bridges(),
             serves_dhcp: source.serves_dhcp(),
+            asker,
+            owns_state: lock.is_some(),
         };
         let mut services = Vec::new();
         for start in SERVICES {
@@ -137,25 +182,63 @@ impl Server {
             links,
             db_watch,
             _lock: lock,
+            asks: Some(asks),
+            started: crate::clock::unix_now(),
+            reloads: Reloads {
+                last_success: crate::clock::unix_now(),
+                ..Reloads::default()
+            },
         })
     }
 
     /// Builds a new table off the hot path and swaps it in; a bad one is reported and the
     /// last good table keeps serving.
-    pub async fn reload(&mut self, why: Reload) {
+    pub async fn reload(&mut self, why: Reload) -> ReloadRecord {
+        crate::notify::reloading();
+        let record = self.load_and_swap(why).await;
+        if record.ok {
+            self.reloads.ok += 1;
+            self.reloads.last_success = record.at;
+        } else {
+            self.reloads.failed += 1;
+        }
+        self.reloads.last = Some(record.clone());
+        let table = self.ctx.table.load();
+        crate::notify::ready(&match &record.error {
+            None => summary(&table),
+            Some(_) => format!("{}; the last reload failed", summary(&table)),
+        });
+        record
+    }
+
+    async fn load_and_swap(&mut self, why: Reload) -> ReloadRecord {
+        let mut record = ReloadRecord {
+            at: 0,
+            why: describe(why),
+            ok: false,
+            took_ms: 0,
+            error: None,
+            problems: Vec::new(),
+        };
+        let failed = |mut record: ReloadRecord, error: String| {
+            record.at = crate::clock::unix_now();
+            record.error = Some(error);
+            record
+        };
         let source = self.source.clone();
         let started = tokio::time::Instant::now();
         let loaded = tokio::task::spawn_blocking(move || source.load()).await;
         let took_ms = started.elapsed().as_millis() as u64;
+        record.took_ms = took_ms;
         let table = match loaded {
             Ok(Ok(table)) => table,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reload failed ({}); still serving the last good table", describe(why));
-                return;
+                return failed(record, e.to_string());
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload task failed; still serving the last good table");
-                return;
+                return failed(record, e.to_string());
             }
         };
         let had_database = self
@@ -171,7 +254,13 @@ impl Server {
             .filter(|m| had_database && !m.present)
         {
             tracing::error!(database = %m.database.display(), "reload refused ({}): the manager's database is gone, and a missing database is not an empty one; still serving the last table (restore it)", describe(why));
-            return;
+            return failed(
+                record,
+                format!(
+                    "the manager's database {} is gone; still serving the last table",
+                    m.database.display()
+                ),
+            );
         }
         if table.state != self.ctx.table.load().state {
             tracing::warn!("[state] changed; it takes effect at the next start");
@@ -184,11 +273,15 @@ impl Server {
             &table,
             &format!("table reloaded ({}) in {took_ms} ms", describe(why)),
         );
+        record.problems = problems(&table);
         let table = Arc::new(table);
         self.ctx.table.store(table.clone());
         for s in &mut self.services {
             s.update(&table, why);
         }
+        record.ok = true;
+        record.at = crate::clock::unix_now();
+        record
     }
 
     /// Every service's counters.
@@ -197,7 +290,105 @@ impl Server {
         for s in &self.services {
             report.extend(s.report());
         }
+        report.push("reloads", None, None, self.reloads.ok);
+        report.push("reload_failures", None, None, self.reloads.failed);
+        report.push("last_reload_success", None, None, self.reloads.last_success);
+        report.push("start_time", None, None, self.started);
+        if let Some(m) = &self.ctx.table.load().manager {
+            report.push("manager_generation", None, None, m.generation);
+        }
         report
+    }
+
+    /// What runs, since when, and the last reload.
+    pub fn status(&self) -> Status {
+        let table = self.ctx.table.load();
+        let now = crate::clock::unix_now();
+        let services = self
+            .services
+            .iter()
+            .map(|s| {
+                let mut bridges: Vec<String> = s
+                    .report()
+                    .samples
+                    .iter()
+                    .filter_map(|x| x.bridge.as_deref().map(str::to_string))
+                    .collect();
+                bridges.sort();
+                bridges.dedup();
+                ServiceStatus {
+                    name: s.name(),
+                    bridges,
+                }
+            })
+            .collect();
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            started: self.started,
+            uptime_seconds: now.saturating_sub(self.started),
+            source: self.source.describe(),
+            services,
+            networks: table.networks.len(),
+            bindings: bindings(&table),
+            problems: problems(&table),
+            last_reload: self.reloads.last.clone(),
+        }
+    }
+
+    /// Every lease held, with its network and bridge.
+    pub fn leases(&self) -> Vec<LeaseRow> {
+        let table = self.ctx.table.load();
+        let mut rows: Vec<LeaseRow> = self
+            .services
+            .iter()
+            .filter_map(|s| s.leases())
+            .flatten()
+            .map(|l| {
+                let (network, bridge) = table
+                    .containing(l.ip)
+                    .map_or(("", ""), |n| (n.name.as_str(), n.bridge.as_str()));
+                LeaseRow::new(&l, network, bridge)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.ip);
+        rows
+    }
+
+    /// Answers one question (a release is answered from a task of its own: it waits for the
+    /// journal).
+    async fn answer(&mut self, ask: Ask) {
+        match ask {
+            Ask::Report(tx) => {
+                let _ = tx.send(self.report());
+            }
+            Ask::Status(tx) => {
+                let _ = tx.send(self.status());
+            }
+            Ask::Leases(tx) => {
+                let _ = tx.send(self.leases());
+            }
+            Ask::Reload(tx) => {
+                let record = self.reload(Reload::Control).await;
+                let _ = tx.send(record);
+            }
+            Ask::Release(ip, tx) => {
+                let table = self.ctx.table.load_full();
+                let Some(release) = self.services.iter().find_map(|s| s.release(ip)) else {
+                    let _ = tx.send(Err("this daemon serves no DHCP".into()));
+                    return;
+                };
+                tokio::spawn(async move {
+                    let answer = release.await.map(|l| {
+                        let (network, bridge) = table
+                            .containing(l.ip)
+                            .map_or(("", ""), |n| (n.name.as_str(), n.bridge.as_str()));
+                        LeaseRow::new(&l, network, bridge)
+                    });
+                    let _ = tx.send(answer);
+                });
+            }
+        }
     }
 
     /// Stops every service (the last in the list first) and logs their final counters.
@@ -227,6 +418,7 @@ fn describe(why: Reload) -> &'static str {
         Reload::Hangup => "SIGHUP",
         Reload::FileChanged => "a source file changed",
         Reload::Manager => "the manager's database changed",
+        Reload::Control => "the control socket's reload",
     }
 }
 
@@ -315,17 +507,41 @@ pub async fn serve_from(
         server.stop().await;
         return Err(e.into());
     }
+    crate::notify::ready(&summary(&server.ctx.table.load()));
+    let mut asks = server.asks.take();
+    let mut watchdog = crate::notify::watchdog_interval().map(tokio::time::interval);
     loop {
         tokio::select! {
-            _ = hup.recv() => server.reload(Reload::Hangup).await,
+            _ = hup.recv() => { server.reload(Reload::Hangup).await; }
+            Some(ask) = next_ask(&mut asks) => server.answer(ask).await,
+            _ = next_tick(&mut watchdog) => crate::notify::watchdog(),
             _ = usr1.recv() => tracing::info!("stats {}", server.report()),
             event = next_link(&mut server.links) => server.link(&event),
-            _ = next_file_change(&mut server.watcher) => server.reload(Reload::FileChanged).await,
-            _ = next_db_change(&mut server.db_watch, &server.ctx.table) => server.reload(Reload::Manager).await,
+            _ = next_file_change(&mut server.watcher) => { server.reload(Reload::FileChanged).await; }
+            _ = next_db_change(&mut server.db_watch, &server.ctx.table) => { server.reload(Reload::Manager).await; }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
         }
     }
+    crate::notify::stopping();
     server.stop().await;
     Ok(())
+}
+
+/// The next question, or forever when there is no channel.
+async fn next_ask(asks: &mut Option<mpsc::Receiver<Ask>>) -> Option<Ask> {
+    match asks {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next watchdog tick, or forever when systemd set no watchdog.
+async fn next_tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }

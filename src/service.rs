@@ -36,6 +36,11 @@ pub struct Context {
     pub require_bridges: bool,
     /// Whether this source serves DHCP at all (a radvd.conf does not).
     pub serves_dhcp: bool,
+    /// Asks the server's loop (the metrics endpoint and the control socket read the daemon's
+    /// state through it).
+    pub asker: crate::ask::Asker,
+    /// The daemon holds its state directory (not in radvd mode): the control socket lives there.
+    pub owns_state: bool,
 }
 
 /// What a drop-in command line adds to its source.
@@ -67,6 +72,8 @@ pub enum Reload {
     FileChanged,
     /// The manager's database changed.
     Manager,
+    /// The control socket's `reload`.
+    Control,
 }
 
 /// A running service.
@@ -83,10 +90,24 @@ pub trait Service: Send {
     /// Its counters now.
     fn report(&self) -> Report;
 
+    /// The leases it holds (DHCP only).
+    fn leases(&self) -> Option<Vec<crate::dhcp::Lease>> {
+        None
+    }
+
+    /// Ends the lease of `ip` now, journaled as a RELEASE (DHCP only): resolves to the lease
+    /// ended, or why not.
+    fn release(&self, _ip: std::net::Ipv4Addr) -> Option<ReleaseFuture> {
+        None
+    }
+
     /// Waits until the service has stopped (the shutdown token is cancelled first) and
     /// returns its last counters.
     fn finished(self: Box<Self>) -> Pin<Box<dyn Future<Output = Report> + Send>>;
 }
+
+/// What [`Service::release`] returns.
+pub type ReleaseFuture = Pin<Box<dyn Future<Output = Result<crate::dhcp::Lease, String>> + Send>>;
 
 /// Runs the future `make` returns on a thread called `name` with a single-threaded runtime of
 /// its own (inside a `LocalSet`, so it may spawn tasks that are not `Send`): one thread's epoll

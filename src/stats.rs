@@ -8,6 +8,7 @@
 //! the same samples, labels and all.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Defines a fieldless enum whose values index counter arrays (`kind as usize`), each with the
@@ -52,6 +53,8 @@ pub struct Sample {
     pub kind: Option<&'static str>,
     /// The bridge it counts on, when it is per bridge.
     pub bridge: Option<Arc<str>>,
+    /// The network it counts in, when it is per network (leases held, addresses bound).
+    pub network: Option<Arc<str>>,
     /// The count.
     pub value: u64,
 }
@@ -72,6 +75,8 @@ impl Sample {
 pub struct Report {
     /// The samples.
     pub samples: Vec<Sample>,
+    /// Distributions (latencies, sizes): in metrics, not in the stats line.
+    pub histograms: Vec<HistogramSample>,
 }
 
 impl Report {
@@ -87,13 +92,31 @@ impl Report {
             name,
             kind,
             bridge: bridge.cloned(),
+            network: None,
             value,
         });
+    }
+
+    /// Adds one sample counted in a network.
+    pub fn push_network(&mut self, name: &'static str, network: &Arc<str>, value: u64) {
+        self.samples.push(Sample {
+            name,
+            kind: None,
+            bridge: None,
+            network: Some(network.clone()),
+            value,
+        });
+    }
+
+    /// Adds a histogram's state now.
+    pub fn push_histogram(&mut self, name: &'static str, bridge: Option<&Arc<str>>, h: &Histogram) {
+        self.histograms.push(h.sample(name, bridge));
     }
 
     /// Appends another report's samples.
     pub fn extend(&mut self, other: Report) {
         self.samples.extend(other.samples);
+        self.histograms.extend(other.histograms);
     }
 
     /// A counter summed over bridges (0 when no sample has that key).
@@ -139,6 +162,82 @@ impl fmt::Display for Report {
     }
 }
 
+/// A distribution with fixed bucket bounds, filled from any thread (atomics, no lock): what an
+/// IO shell measures (a journal commit's latency, a request's), read at scrape time.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Upper bounds of the buckets, increasing; a last bucket takes everything above.
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative), `bounds.len() + 1` of them.
+    counts: Box<[AtomicU64]>,
+    /// The sum of the observations, as `f64` bits.
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    /// An empty histogram over `bounds` (increasing).
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        let i = self.bounds.partition_point(|b| *b < value);
+        if let Some(c) = self.counts.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + value).to_bits())
+            });
+    }
+
+    /// Its state now, as a sample named `name`.
+    pub fn sample(&self, name: &'static str, bridge: Option<&Arc<str>>) -> HistogramSample {
+        HistogramSample {
+            name,
+            bridge: bridge.cloned(),
+            bounds: self.bounds,
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum: f64::from_bits(self.sum.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A histogram's state at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// Its name (the metric's, without prefix).
+    pub name: &'static str,
+    /// The bridge it measures on, when it is per bridge.
+    pub bridge: Option<Arc<str>>,
+    /// Upper bounds of the buckets.
+    pub bounds: &'static [f64],
+    /// Observations per bucket (not cumulative), one more than `bounds` (the +Inf bucket).
+    pub counts: Vec<u64>,
+    /// The sum of the observations.
+    pub sum: f64,
+}
+
+impl HistogramSample {
+    /// How many observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+// Report holds f64 sums now; equality of reports is still exact (tests compare them).
+impl Eq for HistogramSample {}
+
 /// An engine's counters: added up across restarts of the engine, and reported as samples.
 pub trait Counters: Copy + Default {
     /// Adds another set of the same counters.
@@ -175,6 +274,20 @@ mod tests {
         assert_eq!(Colour::ALL, &[Colour::Red, Colour::Blue]);
         assert_eq!(Colour::Blue as usize, 1);
         assert_eq!(Colour::Red.name(), "red");
+    }
+
+    #[test]
+    fn histograms_bucket_by_upper_bound_and_sum() {
+        static BOUNDS: [f64; 3] = [1.0, 2.0, 5.0];
+        let h = Histogram::new(&BOUNDS);
+        for v in [0.5, 1.0, 1.5, 5.0, 7.0] {
+            h.observe(v);
+        }
+        let s = h.sample("x", None);
+        // `le` bounds are inclusive: 1.0 goes in the first bucket, 5.0 in the third.
+        assert_eq!(s.counts, vec![2, 1, 1, 1]);
+        assert_eq!(s.count(), 5);
+        assert_eq!(s.sum, 15.0);
     }
 
     #[test]

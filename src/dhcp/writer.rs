@@ -22,6 +22,7 @@ use super::send::{send_all, BATCH};
 use super::store::LeaseStore;
 use crate::dhcp::script::{Action, ScriptRunner};
 use crate::ratelimit::{LogBudget, LogLimiter};
+use crate::stats::Histogram;
 use crate::table::Table;
 use arc_swap::ArcSwap;
 
@@ -38,6 +39,8 @@ pub struct Shared {
     pub committed: Arc<tokio::sync::Notify>,
     /// What could not be made durable.
     pub failures: Arc<Failures>,
+    /// The group commits' latency and size.
+    pub commits: Arc<CommitTimes>,
     /// Log every lease event (dnsmasq's `--log-dhcp`), not at most [`CLIENT_LINES`] a second.
     pub log_dhcp: bool,
 }
@@ -63,6 +66,31 @@ pub struct Failures {
     pub commits: std::sync::atomic::AtomicU64,
     /// ACKs not sent because their lease could not be made durable.
     pub acks_withheld: std::sync::atomic::AtomicU64,
+}
+
+/// Bounds of the commit latency histogram, in seconds (fdatasync on a disk: 0.1 to 20 ms).
+pub const COMMIT_SECONDS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+/// Bounds of the group size histogram, in lease changes per commit.
+pub const GROUP_CHANGES: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+
+/// How the journal's group commits go: each one's latency (write and fdatasync) and size.
+#[derive(Debug)]
+pub struct CommitTimes {
+    /// Seconds per commit; its count is the number of commits (fdatasyncs, with `fsync`).
+    pub seconds: Histogram,
+    /// Lease changes per commit.
+    pub changes: Histogram,
+}
+
+impl Default for CommitTimes {
+    fn default() -> Self {
+        CommitTimes {
+            seconds: Histogram::new(&COMMIT_SECONDS),
+            changes: Histogram::new(&GROUP_CHANGES),
+        }
+    }
 }
 
 /// Batches waiting for the writer; bounds memory and pushes back on the workers.
@@ -115,13 +143,19 @@ fn write_and_send(shared: &Shared, rx: &Receiver<Pending>) {
         group.extend(rx.try_iter());
         replaced.clear();
         let changes = group.iter().flat_map(|p| p.changes.iter());
+        let started = std::time::Instant::now();
         let committed = match &shared.script {
             // The script is told what each change replaced, as the store saw it under its lock.
             Some(_) => shared
                 .store
                 .commit_with(changes.clone(), |_, prior| replaced.push(prior)),
-            None => shared.store.commit(changes),
+            None => shared.store.commit(changes.clone()),
         };
+        shared
+            .commits
+            .seconds
+            .observe(started.elapsed().as_secs_f64());
+        shared.commits.changes.observe(changes.count() as f64);
         if let Err(e) = committed {
             let withheld: u64 = group.iter().map(|p| p.replies.len() as u64).sum();
             use std::sync::atomic::Ordering::Relaxed;

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::password::PasswordStore;
 use super::request::{self, Context, Outcome, Request, Response, MAX_PASSWORD, SEED_BYTES};
 use super::tree::{Tree, TEXT};
-use crate::stats::{add_arrays, Counters, Report};
+use crate::stats::{add_arrays, Counters, Histogram, Report};
 use crate::table::instance::MetadataSettings;
 
 /// Largest request head (request line and headers).
@@ -44,29 +44,47 @@ pub const MAX_CONNECTIONS_PER_SOURCE: u32 = 32;
 const ACCEPT_BACKOFF: std::ops::Range<Duration> = Duration::from_millis(1)..Duration::from_secs(1);
 
 crate::counter_enum! {
-    /// How a request or connection ended, as counted.
+    /// How a request or connection ended, as counted: by status code (the codes the service
+    /// answers with, then the rest of each class), or refused.
     pub enum Answer {
-        /// A 2xx answer.
-        Ok => "md_ok",
-        /// A 404 answer.
-        NotFound => "md_not_found",
-        /// A 4xx answer other than 404.
-        Rejected => "md_rejected",
-        /// A 5xx answer.
-        Error => "md_errors",
+        /// 200.
+        Ok => "200",
+        /// 400: a bad path or request.
+        BadRequest => "400",
+        /// 403: not from an instance, or a bad signature.
+        Forbidden => "403",
+        /// 404.
+        NotFound => "404",
+        /// 409: the password was set already.
+        Conflict => "409",
+        /// Another 4xx.
+        OtherClientError => "4xx",
+        /// 500.
+        InternalError => "500",
+        /// Another status.
+        Other => "other",
         /// A connection closed at once because too many were open.
-        Refused => "md_refused",
+        Refused => "refused",
     }
 }
+
+/// Bounds of the request latency histogram, in seconds.
+pub const REQUEST_SECONDS: [f64; 10] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25,
+];
 
 impl Answer {
     /// The counter of an HTTP status.
     pub fn of(status: StatusCode) -> Answer {
         match status.as_u16() {
-            200..=299 => Answer::Ok,
+            200 => Answer::Ok,
+            400 => Answer::BadRequest,
+            403 => Answer::Forbidden,
             404 => Answer::NotFound,
-            400..=499 => Answer::Rejected,
-            _ => Answer::Error,
+            409 => Answer::Conflict,
+            401..=499 => Answer::OtherClientError,
+            500 => Answer::InternalError,
+            _ => Answer::Other,
         }
     }
 }
@@ -89,16 +107,37 @@ impl Counters for Stats {
     fn report(&self, bridge: Option<&Arc<str>>, out: &mut Report) {
         out.push("md_requests", None, bridge, self.requests);
         for a in Answer::ALL {
-            out.push(a.name(), None, bridge, self.answers[*a as usize]);
+            if *a == Answer::Refused {
+                out.push("md_refused", None, bridge, self.answers[*a as usize]);
+            } else {
+                out.push(
+                    "md_answers",
+                    Some(a.name()),
+                    bridge,
+                    self.answers[*a as usize],
+                );
+            }
         }
     }
 }
 
 /// The live counters, shared by every connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LiveStats {
     requests: AtomicU64,
     answers: [AtomicU64; Answer::COUNT],
+    /// Seconds from a request's head read to its answer.
+    pub seconds: Histogram,
+}
+
+impl Default for LiveStats {
+    fn default() -> Self {
+        LiveStats {
+            requests: AtomicU64::default(),
+            answers: Default::default(),
+            seconds: Histogram::new(&REQUEST_SECONDS),
+        }
+    }
 }
 
 impl LiveStats {
@@ -221,6 +260,7 @@ async fn handle(
     peer: SocketAddr,
     shared: Shared,
 ) -> Result<HttpResponse<Full<Bytes>>, Infallible> {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     // Only a password POST has a body worth reading; bound it just past nova's limit.
     let wants_body = parts.method == Method::POST
@@ -286,6 +326,10 @@ async fn handle(
         }
     };
     shared.stats.count(Answer::of(response.status));
+    shared
+        .stats
+        .seconds
+        .observe(started.elapsed().as_secs_f64());
     let mut out = HttpResponse::new(Full::new(response.body));
     *out.status_mut() = response.status;
     out.headers_mut().insert(

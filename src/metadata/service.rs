@@ -159,6 +159,7 @@ impl Service for MetadataService {
     fn report(&self) -> Report {
         let mut report = Report::default();
         self.stats.read().report(None, &mut report);
+        report.push_histogram("metadata_request_seconds", None, &self.stats.seconds);
         report
     }
 

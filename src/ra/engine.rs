@@ -134,6 +134,9 @@ pub struct Stats {
     pub multicast: u64,
     /// Unicast RAs sent in answer to solicitations.
     pub unicast: u64,
+    /// RAs sent in answer to solicitations: every unicast one, and a multicast one brought
+    /// forward by a solicitation (the rest of `multicast` is unsolicited).
+    pub solicited: u64,
     /// Valid RSs received.
     pub solicitations: u64,
     /// RAs from other routers.
@@ -155,6 +158,7 @@ impl Counters for Stats {
     fn add(&mut self, o: &Stats) {
         self.multicast += o.multicast;
         self.unicast += o.unicast;
+        self.solicited += o.solicited;
         self.solicitations += o.solicitations;
         self.other_routers += o.other_routers;
         self.inconsistencies += o.inconsistencies;
@@ -164,6 +168,9 @@ impl Counters for Stats {
     fn report(&self, bridge: Option<&Arc<str>>, out: &mut Report) {
         out.push("ra_multicast", None, bridge, self.multicast);
         out.push("ra_unicast", None, bridge, self.unicast);
+        out.push("ra_sent", Some("solicited"), bridge, self.solicited);
+        let unsolicited = (self.multicast + self.unicast).saturating_sub(self.solicited);
+        out.push("ra_sent", Some("unsolicited"), bridge, unsolicited);
         out.push("rs", None, bridge, self.solicitations);
         out.push("other_routers", None, bridge, self.other_routers);
         out.push("inconsistencies", None, bridge, self.inconsistencies);
@@ -181,6 +188,8 @@ pub struct Advertiser {
     initial_left: u8,
     next_multicast: Duration,
     last_multicast: Option<Duration>,
+    /// A solicitation brought the next multicast RA forward: it counts as solicited.
+    solicited_due: bool,
     unicast_window: (Duration, u32),
     stats: Stats,
 }
@@ -194,6 +203,7 @@ impl Advertiser {
             initial_left: MAX_INITIAL_RTR_ADVERTISEMENTS,
             next_multicast: now,
             last_multicast: None,
+            solicited_due: false,
             unicast_window: (now, 0),
             stats: Stats::default(),
         }
@@ -224,6 +234,9 @@ impl Advertiser {
             .emit();
         self.last_multicast = Some(now);
         self.stats.multicast += 1;
+        if std::mem::take(&mut self.solicited_due) {
+            self.stats.solicited += 1;
+        }
         let mut interval =
             self.random_between(self.spec.params.min_interval, self.spec.params.max_interval);
         if self.initial_left > 0 {
@@ -274,6 +287,7 @@ impl Advertiser {
         if !src.is_unspecified() && self.unicast_allowed(now) {
             // RFC 7772: answer a host that has an address by unicast, at once.
             self.stats.unicast += 1;
+            self.stats.solicited += 1;
             let payload = self
                 .advertisement(self.spec.params.default_lifetime, &[])
                 .emit();
@@ -287,6 +301,7 @@ impl Advertiser {
             due = due.max(last + MIN_DELAY_BETWEEN_RAS + jitter);
         }
         self.next_multicast = self.next_multicast.min(due);
+        self.solicited_due = true;
         Received::Scheduled
     }
 

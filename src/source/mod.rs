@@ -114,6 +114,15 @@ impl Source {
         !matches!(self, Source::Radvd(_))
     }
 
+    /// Where the table comes from, in a few words (`status`).
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Toml(path) => format!("config {}", path.display()),
+            Source::Dnsmasq(_) => "dnsmasq command line (drop-in)".into(),
+            Source::Radvd(path) => format!("radvd.conf {} (drop-in)", path.display()),
+        }
+    }
+
     /// Whether every bridge must exist at start (dnsmasq dies when it cannot listen, and nova
     /// must see that exit status); netnode's own config waits for missing bridges.
     pub fn requires_bridges(&self) -> bool {

@@ -218,8 +218,25 @@ pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadErro
         &mut problems,
     )
     .map_err(invalid)?;
+    let metrics = if config.drop_in {
+        None
+    } else {
+        let listen = config
+            .metrics
+            .as_ref()
+            .map_or(super::config::DEFAULT_METRICS_LISTEN, |m| m.listen.as_str());
+        match listen.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|_| {
+                invalid(format!(
+                    "[metrics] listen: {text:?} is not address:port (\"\" turns metrics off)"
+                ))
+            })?),
+        }
+    };
     Ok(Table {
         firewall,
+        metrics,
         networks,
         state,
         problems,

@@ -38,6 +38,8 @@ pub struct ConfigFile {
     /// netnode's own manager (networks, fixed and floating IPs in a database): its networks,
     /// instances and floating IPs are served besides those written here.
     pub manager: Option<ManagerConfig>,
+    /// The Prometheus endpoint (default `127.0.0.1:9167`).
+    pub metrics: Option<MetricsConfig>,
     /// Built from a drop-in command line (nova does the plumbing there): the checks of what the
     /// control module would set up are left out.
     #[serde(skip)]
@@ -288,6 +290,18 @@ pub struct RouteConfig {
     /// Next hop.
     pub gateway: Ipv4Addr,
 }
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `address:port` of `/metrics`; `""` turns it off.
+    pub listen: String,
+}
+
+/// Where `/metrics` listens when `[metrics]` is absent (Prometheus' port registry has no
+/// netnode; 9167 is free there).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9167";
 
 /// `[state]`.
 #[derive(Debug, Clone, Deserialize)]

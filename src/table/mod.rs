@@ -262,6 +262,8 @@ pub struct Table {
     pub manager: Option<ManagerLink>,
     /// The instance firewall (applied by the control module).
     pub firewall: firewall::FirewallSettings,
+    /// Where `/metrics` listens (none: off; drop-in modes have none).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The manager database a table was (partly) read from.
@@ -317,6 +319,7 @@ impl Table {
             control: control::ControlSettings::default(),
             manager: None,
             firewall: firewall::FirewallSettings::default(),
+            metrics: None,
         }
     }
 
