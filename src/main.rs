@@ -538,7 +538,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let socket = match (socket, config) {
                 (Some(s), _) => s,
                 (None, Some(config)) => {
-                    let dir = netnode::table::build::read_config(&config)?.state.dir;
+                    let dir = netnode::table::build::state_dir_of(&config)?;
                     netnode::ctl::server::socket_path(&dir)
                 }
                 (None, None) => {
@@ -566,7 +566,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Manpage => {
             let mut out = Vec::new();
-            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .section("8")
+                .render(&mut out)?;
             emit(&String::from_utf8_lossy(&out));
         }
         Command::Serve { config } => {

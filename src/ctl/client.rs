@@ -56,15 +56,15 @@ pub fn send(socket: &Path, command: &Command) -> Result<Answer, CtlError> {
         source,
     })?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-    let mut line = serde_json::to_vec(&protocol::request(command)).unwrap_or_default();
-    line.push(b'\n');
-    stream.write_all(&line).map_err(io)?;
+    stream
+        .write_all(&protocol::request_line(command))
+        .map_err(io)?;
     let mut answer = Vec::new();
     stream
         .take(MAX_ANSWER)
         .read_to_end(&mut answer)
         .map_err(io)?;
-    serde_json::from_slice(&answer).map_err(|source| CtlError::Answer { path, source })
+    Answer::parse(&answer).map_err(|source| CtlError::Answer { path, source })
 }
 
 /// The answer for a person: a table or a few lines per command.

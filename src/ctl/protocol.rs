@@ -198,6 +198,13 @@ pub fn request(command: &Command) -> Value {
     v
 }
 
+/// The request a client sends for a command, as one line.
+pub fn request_line(command: &Command) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&request(command)).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
 /// An answer, as sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
@@ -227,6 +234,11 @@ impl Answer {
             text: text.into(),
             arguments: None,
         }
+    }
+
+    /// Reads an answer line.
+    pub fn parse(bytes: &[u8]) -> Result<Answer, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 
     /// The answer as one line of JSON.

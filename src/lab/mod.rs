@@ -322,10 +322,22 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `program args...` in `ns`, logging to `log`.
     pub fn start(ns: &Netns, program: &Path, args: &[&str], log: &Path) -> io::Result<Daemon> {
+        Daemon::start_with_env(ns, program, args, &[], log)
+    }
+
+    /// Like [`Daemon::start`], with more environment variables (systemd's NOTIFY_SOCKET, say).
+    pub fn start_with_env(
+        ns: &Netns,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> io::Result<Daemon> {
         let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
         let child = ns
             .command(program)
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

@@ -78,6 +78,28 @@ pub fn read_config(path: &Path) -> Result<ConfigFile, LoadError> {
     Ok(config)
 }
 
+/// The state directory a config names, read leniently: only `[state] dir` (relative to the
+/// config's directory) is looked at, so `netnode ctl --config` still finds the daemon's socket
+/// while the rest of the file is being edited into shape.
+pub fn state_dir_of(path: &Path) -> Result<PathBuf, LoadError> {
+    let text = read(path)?;
+    let value: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| LoadError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+    let dir = value
+        .get("state")
+        .and_then(|s| s.get("dir"))
+        .and_then(|d| d.as_str())
+        .map_or_else(|| super::config::StateConfig::default().dir, PathBuf::from);
+    Ok(match path.parent() {
+        Some(base) if dir.is_relative() => base.join(dir),
+        _ => dir,
+    })
+}
+
 /// Builds a table from a parsed config; `origin` names it in messages.
 pub fn from_config(config: &ConfigFile, origin: &Path) -> Result<Table, LoadError> {
     let invalid = |message: String| LoadError::Config {
