@@ -106,6 +106,33 @@ pub trait Service: Send {
     fn finished(self: Box<Self>) -> Pin<Box<dyn Future<Output = Report> + Send>>;
 }
 
+/// The next connection `accept` gives, or `None` once `stop` is cancelled. A failed accept (out
+/// of descriptors, typically) is logged as `what` and retried 100 ms later.
+pub async fn next_connection<S, F>(
+    stop: &Shutdown,
+    what: &str,
+    mut accept: impl FnMut() -> F,
+) -> Option<S>
+where
+    F: Future<Output = std::io::Result<S>>,
+{
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            accepted = accept() => match accepted {
+                Ok(s) => return Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what}: accept failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => return None,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    }
+                }
+            },
+        }
+    }
+}
+
 /// What [`Service::release`] returns.
 pub type ReleaseFuture = Pin<Box<dyn Future<Output = Result<crate::dhcp::Lease, String>> + Send>>;
 

@@ -84,6 +84,24 @@ fn dhcp(s: &Served, i: usize) {
     );
 }
 
+/// Stops the lab's daemon and starts it again with `options` before `serve` and `env` added;
+/// returns its log's path.
+fn restart_with(
+    s: &mut Served,
+    options: &[&str],
+    env: &[(&str, &str)],
+    log: &str,
+) -> std::path::PathBuf {
+    s.daemon.stop().unwrap();
+    let config = s.config.display().to_string();
+    let mut args = options.to_vec();
+    args.extend(["serve", "--config", &config]);
+    let log = s.lab.dir.join(log);
+    s.daemon =
+        netnode::lab::Daemon::start_with_env(&s.lab.server, &netnode(), &args, env, &log).unwrap();
+    log
+}
+
 #[test]
 fn metrics_count_real_traffic_and_pass_promtool() {
     if !can_run_with("metrics", &[], &[CURL, PROMTOOL]) {
@@ -300,22 +318,18 @@ fn systemd_hears_ready_reloading_watchdog_and_stopping() {
         return;
     }
     let mut s = serve_with("ops-notify", 1, 1, LEASE, "");
-    s.daemon.stop().unwrap();
     let path = s.lab.dir.join("notify.sock");
     let listener = UnixDatagram::bind(&path).unwrap();
     listener
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let config = s.config.display().to_string();
     let socket = path.display().to_string();
-    s.daemon = netnode::lab::Daemon::start_with_env(
-        &s.lab.server,
-        &netnode(),
-        &["serve", "--config", &config],
+    restart_with(
+        &mut s,
+        &[],
         &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "400000")],
-        &s.lab.dir.join("netnode-notify.log"),
-    )
-    .unwrap();
+        "netnode-notify.log",
+    );
     let mut seen: Vec<String> = Vec::new();
     let wait_for = |want: &str, seen: &mut Vec<String>| {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -364,16 +378,7 @@ fn json_logs_are_one_object_per_line() {
         return;
     }
     let mut s = serve_with("ops-json", 1, 1, LEASE, "");
-    s.daemon.stop().unwrap();
-    let config = s.config.display().to_string();
-    let log = s.lab.dir.join("netnode-json.log");
-    s.daemon = netnode::lab::Daemon::start(
-        &s.lab.server,
-        &netnode(),
-        &["--log-format", "json", "serve", "--config", &config],
-        &log,
-    )
-    .unwrap();
+    let log = restart_with(&mut s, &["--log-format", "json"], &[], "netnode-json.log");
     s.daemon
         .wait_for_log("dhcp listening", 1, Duration::from_secs(10))
         .unwrap();

@@ -60,10 +60,15 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
         return Ok(None);
     }
     let path = socket_path(&ctx.table.load().state.dir);
-    let listener = bind(&path).map_err(|source| StartError::Socket {
-        what: format!("control socket {}", path.display()),
-        source,
-    })?;
+    // Not fatal: the data plane serves on without its control socket (a state directory path
+    // longer than a socket address holds, say); the error says why `netnode ctl` cannot reach it.
+    let listener = match bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(socket = %path.display(), error = %e, "cannot open the control socket; netnode ctl will not reach this daemon");
+            return Ok(None);
+        }
+    };
     let counts = Arc::new(Counts::default());
     let task = tokio::spawn(serve(
         listener,
@@ -146,16 +151,10 @@ async fn serve(listener: UnixListener, asker: Asker, counts: Arc<Counts>, stop: 
     // The daemon's own user may always ask (a daemon run by hand as a user, in tests).
     let own = nix::unistd::geteuid().as_raw();
     loop {
-        let stream = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, _)) =
+            crate::service::next_connection(&stop, "control socket", || listener.accept()).await
+        else {
+            break;
         };
         let uid = stream.peer_cred().map(|c| c.uid()).ok();
         if !matches!(uid, Some(u) if u == 0 || u == own) {

@@ -140,16 +140,10 @@ async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let stream = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, _)) =
+            crate::service::next_connection(&stop, "metrics", || listener.accept()).await
+        else {
+            break;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             continue; // dropped: closed at once
