@@ -94,15 +94,15 @@ pub struct LeaseRow {
 }
 
 impl LeaseRow {
-    /// A lease as a row, with its network and bridge.
-    pub fn new(lease: &Lease, network: &str, bridge: &str) -> LeaseRow {
+    /// A lease as a row, with the network holding its address (if one still does).
+    pub fn new(lease: &Lease, network: Option<&crate::table::Network>) -> LeaseRow {
         LeaseRow {
             ip: lease.ip,
             mac: lease.mac.to_string(),
             hostname: lease.hostname.clone(),
             expires: lease.expires,
-            network: network.to_string(),
-            bridge: bridge.to_string(),
+            network: network.map(|n| n.name.clone()).unwrap_or_default(),
+            bridge: network.map(|n| n.bridge.clone()).unwrap_or_default(),
         }
     }
 }

@@ -56,3 +56,20 @@ pub fn watchdog_interval() -> Option<Duration> {
 pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
+
+/// Awaits `work` (a reload building its table) while telling the watchdog the daemon is alive:
+/// the loop that normally does is busy with it, and a large table takes longer to build than
+/// `WatchdogSec`.
+pub async fn keep_alive<F: std::future::Future>(work: F) -> F::Output {
+    let Some(every) = watchdog_interval() else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => watchdog(),
+        }
+    }
+}

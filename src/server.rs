@@ -227,7 +227,8 @@ impl Server {
         };
         let source = self.source.clone();
         let started = tokio::time::Instant::now();
-        let loaded = tokio::task::spawn_blocking(move || source.load()).await;
+        let loaded =
+            crate::notify::keep_alive(tokio::task::spawn_blocking(move || source.load())).await;
         let took_ms = started.elapsed().as_millis() as u64;
         record.took_ms = took_ms;
         let table = match loaded {
@@ -339,17 +340,13 @@ impl Server {
     /// Every lease held, with its network and bridge.
     pub fn leases(&self) -> Vec<LeaseRow> {
         let table = self.ctx.table.load();
+        let index = table.network_index();
         let mut rows: Vec<LeaseRow> = self
             .services
             .iter()
             .filter_map(|s| s.leases())
             .flatten()
-            .map(|l| {
-                let (network, bridge) = table
-                    .containing(l.ip)
-                    .map_or(("", ""), |n| (n.name.as_str(), n.bridge.as_str()));
-                LeaseRow::new(&l, network, bridge)
-            })
+            .map(|l| LeaseRow::new(&l, index.find(l.ip)))
             .collect();
         rows.sort_by_key(|r| r.ip);
         rows
@@ -379,12 +376,9 @@ impl Server {
                     return;
                 };
                 tokio::spawn(async move {
-                    let answer = release.await.map(|l| {
-                        let (network, bridge) = table
-                            .containing(l.ip)
-                            .map_or(("", ""), |n| (n.name.as_str(), n.bridge.as_str()));
-                        LeaseRow::new(&l, network, bridge)
-                    });
+                    let answer = release
+                        .await
+                        .map(|l| LeaseRow::new(&l, table.containing(l.ip)));
                     let _ = tx.send(answer);
                 });
             }
@@ -524,6 +518,8 @@ pub async fn serve_from(
         }
     }
     crate::notify::stopping();
+    // Questions still queued are answered "stopping" (their senders see the channel close).
+    drop(asks);
     server.stop().await;
     Ok(())
 }

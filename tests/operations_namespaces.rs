@@ -203,6 +203,21 @@ fn metrics_count_real_traffic_and_pass_promtool() {
     assert_eq!(value(&text, "netnode_reload_failures_total"), Some(0.0));
     assert!(value(&text, "netnode_last_reload_success_timestamp_seconds") > Some(1.7e9));
     assert!(family_sum(&text, "netnode_metrics_scrapes_total") >= 2.0);
+
+    // Moving the endpoint to another address on the same port re-binds once the old listener
+    // is closed (it would collide with itself otherwise).
+    let config = fs::read_to_string(&s.config).unwrap();
+    fs::write(
+        &s.config,
+        format!("{config}\n[metrics]\nlisten = \"0.0.0.0:9167\"\n"),
+    )
+    .unwrap();
+    s.daemon.signal(libc::SIGHUP);
+    s.daemon
+        .wait_for_log("listen=0.0.0.0:9167", 1, Duration::from_secs(5))
+        .unwrap();
+    let text = scrape(&s);
+    assert_eq!(value(&text, "netnode_reloads_total"), Some(2.0), "{text}");
 }
 
 #[test]
@@ -310,6 +325,17 @@ fn the_control_socket_answers_netnode_ctl_and_refuses_the_rest() {
     assert!(out.contains("last reload: FAILED"), "{out}");
     dhcp(&s, 2);
     fs::write(&s.config, good).unwrap();
+
+    // Clients that never send a request, or never read their answer, do not hold up a stop:
+    // the daemon ends within its usual time (Daemon::wait kills it after 10 s and the status
+    // then says so).
+    let idle: Vec<UnixStream> = (0..20)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    s.daemon.signal(libc::SIGTERM);
+    let status = s.daemon.wait(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status:?}\n{}", s.daemon.log_text());
+    drop(idle);
 }
 
 #[test]

@@ -31,6 +31,8 @@ use crate::table::Table;
 pub const SOCKET: &str = "netnode.sock";
 /// Time a client has to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to take its answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Clients served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 16;
 
@@ -170,36 +172,46 @@ async fn serve(listener: UnixListener, asker: Asker, counts: Arc<Counts>, stop: 
             }
             continue;
         }
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
         };
-        let (asker, counts) = (asker.clone(), counts.clone());
+        let (asker, counts, stop) = (asker.clone(), counts.clone(), stop.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let answer = match read_request(stream).await {
-                Ok((bytes, stream)) => {
-                    let answer = match protocol::parse(&bytes) {
-                        Ok(command) => run(&asker, command).await,
-                        Err(e) => Answer::error(e.to_string()),
-                    };
-                    Some((answer, stream))
-                }
-                Err(_) => None,
-            };
-            let Some((answer, mut stream)) = answer else {
-                counts.errors.fetch_add(1, Ordering::Relaxed);
-                return;
-            };
-            let counter = if answer.result == 0 {
-                &counts.ok
-            } else {
-                &counts.errors
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            let _ = stream.write_all(&answer.to_line()).await;
-            let _ = stream.shutdown().await;
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = connection(stream, &asker, &counts) => {}
+            }
         });
     }
+}
+
+/// Reads one request, answers it, closes.
+async fn connection(stream: UnixStream, asker: &Asker, counts: &Counts) {
+    let Ok((bytes, mut stream)) = read_request(stream).await else {
+        counts.errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let answer = match protocol::parse(&bytes) {
+        Ok(command) => run(asker, command).await,
+        Err(e) => Answer::error(e.to_string()),
+    };
+    let counter = if answer.result == 0 {
+        &counts.ok
+    } else {
+        &counts.errors
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    // A client that does not read its answer is not waited for long.
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+        stream.write_all(&answer.to_line()).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// Reads up to a newline, the end of the stream, or one byte past the limit (which the parser

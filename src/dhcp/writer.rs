@@ -84,6 +84,18 @@ pub struct CommitTimes {
     pub changes: Histogram,
 }
 
+impl CommitTimes {
+    /// Runs one commit of `changes` lease changes, recording its time and size (failed ones
+    /// too: a slow failure is worth seeing).
+    pub fn time<T>(&self, changes: usize, commit: impl FnOnce() -> T) -> T {
+        let started = std::time::Instant::now();
+        let out = commit();
+        self.seconds.observe(started.elapsed().as_secs_f64());
+        self.changes.observe(changes as f64);
+        out
+    }
+}
+
 impl Default for CommitTimes {
     fn default() -> Self {
         CommitTimes {
@@ -143,19 +155,16 @@ fn write_and_send(shared: &Shared, rx: &Receiver<Pending>) {
         group.extend(rx.try_iter());
         replaced.clear();
         let changes = group.iter().flat_map(|p| p.changes.iter());
-        let started = std::time::Instant::now();
-        let committed = match &shared.script {
-            // The script is told what each change replaced, as the store saw it under its lock.
-            Some(_) => shared
-                .store
-                .commit_with(changes.clone(), |_, prior| replaced.push(prior)),
-            None => shared.store.commit(changes.clone()),
-        };
-        shared
-            .commits
-            .seconds
-            .observe(started.elapsed().as_secs_f64());
-        shared.commits.changes.observe(changes.count() as f64);
+        let committed = shared.commits.time(changes.clone().count(), || {
+            match &shared.script {
+                // The script is told what each change replaced, as the store saw it under its
+                // lock.
+                Some(_) => shared
+                    .store
+                    .commit_with(changes, |_, prior| replaced.push(prior)),
+                None => shared.store.commit(changes),
+            }
+        });
         if let Err(e) = committed {
             let withheld: u64 = group.iter().map(|p| p.replies.len() as u64).sum();
             use std::sync::atomic::Ordering::Relaxed;

@@ -337,7 +337,7 @@ pub const FAMILIES: &[(&str, Option<Family>)] = &[
 
 /// Histograms by name: their help (the name is the family's, without `netnode_`).
 pub const HISTOGRAMS: &[(&str, &str)] = &[
-    ("dhcp_journal_commit_seconds", "Time to write and fdatasync one group commit of the lease journal; its count is the number of commits."),
+    ("dhcp_journal_commit_seconds", "Time of one commit of the lease journal (write, and fdatasync unless [state] fsync = false), failed ones included; its count is the number of commits."),
     ("dhcp_journal_commit_changes", "Lease changes per group commit of the lease journal."),
     ("metadata_request_seconds", "Time from a metadata request's head to its answer."),
 ];

@@ -63,34 +63,43 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
 }
 
 impl MetricsService {
-    /// Listens on `listen` (closing what listened elsewhere).
+    /// Listens on `listen` (closing what listened elsewhere). The new listener binds once the
+    /// old one is closed, so moving 127.0.0.1:9167 to 0.0.0.0:9167 does not collide with itself.
     fn follow(&mut self, listen: Option<SocketAddr>) {
-        if self.listening.as_ref().map(|l| l.listen) == listen {
+        let current = self.listening.as_ref().map(|l| l.listen);
+        if current == listen
+            && self
+                .listening
+                .as_ref()
+                .is_some_and(|l| !l.task.is_finished())
+        {
             return;
         }
-        if let Some(old) = self.listening.take() {
+        let old = self.listening.take();
+        if let Some(old) = &old {
             old.stop.cancel();
         }
         let Some(listen) = listen else { return };
-        let bound = std::net::TcpListener::bind(listen)
-            .and_then(|l| l.set_nonblocking(true).map(|_| l))
-            .and_then(TcpListener::from_std);
-        match bound {
-            Ok(listener) => {
-                tracing::info!(%listen, "metrics: serving /metrics");
-                let stop = self.shutdown.child_token();
-                let task = tokio::spawn(serve(
-                    listener,
-                    self.asker.clone(),
-                    self.scrapes.clone(),
-                    stop.clone(),
-                ));
-                self.listening = Some(Listening { listen, stop, task });
+        let stop = self.shutdown.child_token();
+        let (asker, scrapes, task_stop) = (self.asker.clone(), self.scrapes.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            if let Some(old) = old {
+                let _ = old.task.await;
             }
-            Err(e) => {
-                tracing::error!(%listen, error = %e, "metrics: cannot listen; no /metrics until a reload binds it ([metrics] listen = \"\" turns it off)")
+            let bound = std::net::TcpListener::bind(listen)
+                .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                .and_then(TcpListener::from_std);
+            match bound {
+                Ok(listener) => {
+                    tracing::info!(%listen, "metrics: serving /metrics");
+                    serve(listener, asker, scrapes, task_stop).await;
+                }
+                Err(e) => {
+                    tracing::error!(%listen, error = %e, "metrics: cannot listen; no /metrics until a reload binds it ([metrics] listen = \"\" turns it off)")
+                }
             }
-        }
+        });
+        self.listening = Some(Listening { listen, stop, task });
     }
 
     fn report_of(scrapes: &AtomicU64) -> Report {

@@ -300,8 +300,11 @@ impl Advertiser {
         if let Some(last) = self.last_multicast {
             due = due.max(last + MIN_DELAY_BETWEEN_RAS + jitter);
         }
-        self.next_multicast = self.next_multicast.min(due);
-        self.solicited_due = true;
+        // Counted as solicited only when this solicitation brought the next RA forward.
+        if due < self.next_multicast {
+            self.next_multicast = due;
+            self.solicited_due = true;
+        }
         Received::Scheduled
     }
 

@@ -280,6 +280,36 @@ pub struct ManagerLink {
     pub present: bool,
 }
 
+/// The networks of a table by first address (see [`Table::network_index`]).
+pub struct NetworkIndex<'t> {
+    table: &'t Table,
+    starts: Vec<(u32, usize)>,
+}
+
+impl<'t> NetworkIndex<'t> {
+    /// The position in `table.networks` of the network holding `addr`.
+    pub fn position(&self, addr: Ipv4Addr) -> Option<usize> {
+        let at = self
+            .starts
+            .partition_point(|(start, _)| *start <= u32::from(addr));
+        // Networks do not overlap (the build refuses it), so the nearest start decides.
+        at.checked_sub(1)
+            .and_then(|k| self.starts.get(k))
+            .map(|&(_, i)| i)
+            .filter(|&i| {
+                self.table
+                    .networks
+                    .get(i)
+                    .is_some_and(|n| n.cidr.contains(addr))
+            })
+    }
+
+    /// The network holding `addr`.
+    pub fn find(&self, addr: Ipv4Addr) -> Option<&'t Network> {
+        self.table.networks.get(self.position(addr)?)
+    }
+}
+
 impl Drop for Table {
     /// A large table is freed off the thread that drops it (see the reaper).
     fn drop(&mut self) {
@@ -331,6 +361,19 @@ impl Table {
     /// The network whose range holds `addr` (relay agents are matched by giaddr).
     pub fn containing(&self, addr: Ipv4Addr) -> Option<&Network> {
         self.networks.iter().find(|n| n.cidr.contains(addr))
+    }
+
+    /// An index of the networks by address, for many lookups in a row (every lease of a
+    /// scrape or of `netnode ctl leases`): a binary search each instead of a scan.
+    pub fn network_index(&self) -> NetworkIndex<'_> {
+        let mut starts: Vec<(u32, usize)> = (self.networks.iter().enumerate())
+            .map(|(i, n)| (u32::from(n.cidr.network()), i))
+            .collect();
+        starts.sort_unstable();
+        NetworkIndex {
+            table: self,
+            starts,
+        }
     }
 
     /// What a bridge advertises: the parameters of its first advertising network and the
