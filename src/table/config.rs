@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+// The instance records' serde shapes live with the instances they become (no import circle).
+pub use super::instance::{ForwardedHeader, InstanceConfig, MetadataConfig};
+
 /// The whole config file.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -104,89 +107,6 @@ pub struct ManagerConfig {
     /// `[network.ra]`).
     #[serde(default)]
     pub ra: super::ra::RaConfig,
-}
-
-/// `[metadata]`.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct MetadataConfig {
-    /// Where the HTTP server listens (default `0.0.0.0:8775`, nova's metadata_listen).
-    pub listen: Option<String>,
-    /// A StaticJSON vendor data file (vendor_data.json and the "static" key of vendor_data2.json).
-    pub vendordata_file: Option<PathBuf>,
-    /// Peers whose `X-Forwarded-For` / `Forwarded: for=` headers are believed.
-    #[serde(default)]
-    pub trusted_proxies: Vec<std::net::IpAddr>,
-    /// Neutron proxy mode: requests identify the instance with X-Instance-ID, X-Tenant-ID and
-    /// an HMAC-SHA256 X-Instance-ID-Signature made with this secret.
-    pub proxy_shared_secret: Option<String>,
-    /// Domain for EC2 hostnames when the instance's network sets none (nova's dhcp_domain).
-    pub dhcp_domain: Option<String>,
-    /// Which header trusted proxies write: `x-forwarded-for` (default) or `forwarded`.
-    #[serde(default)]
-    pub forwarded_header: ForwardedHeader,
-}
-
-/// Which header a trusted proxy writes the client's address into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For: client, proxy1, ...`.
-    #[default]
-    #[serde(rename = "x-forwarded-for")]
-    XForwardedFor,
-    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
-    #[serde(rename = "forwarded")]
-    Forwarded,
-}
-
-/// One `[[instance]]`.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceConfig {
-    /// The instance's UUID.
-    pub uuid: String,
-    /// Display name.
-    pub name: String,
-    /// Host name (without domain).
-    pub hostname: Option<String>,
-    /// Its MAC; joins the bindings, whose fixed IPs identify the instance.
-    pub mac: Option<String>,
-    /// More MACs (multinic).
-    #[serde(default)]
-    pub macs: Vec<String>,
-    /// Owning project.
-    pub project_id: Option<String>,
-    /// Availability zone (default "nova").
-    pub availability_zone: Option<String>,
-    /// Flavor name (EC2 instance-type).
-    pub flavor: Option<String>,
-    /// User data, inline.
-    pub user_data: Option<String>,
-    /// User data, from a file (bytes as they are).
-    pub user_data_file: Option<PathBuf>,
-    /// SSH keys by name.
-    #[serde(default)]
-    pub public_keys: std::collections::BTreeMap<String, String>,
-    /// Free-form metadata.
-    #[serde(default)]
-    pub meta: std::collections::BTreeMap<String, String>,
-    /// Launch index (default 0).
-    pub launch_index: Option<u32>,
-    /// Security group names (default ["default"]).
-    pub security_groups: Option<Vec<String>>,
-    /// The host-side device of each interface (a tap or veth on the bridge), in the order of
-    /// `mac` then `macs`: the firewall filters the interfaces it can name.
-    #[serde(default)]
-    pub ports: Vec<String>,
-    /// Floating IPs associated with it.
-    #[serde(default)]
-    pub floating_ips: Vec<std::net::Ipv4Addr>,
-    /// nova's integer instance id, for EC2's `i-%08x` (default: its position, from 1).
-    pub id: Option<u32>,
-    /// nova's integer image id, for EC2's `ami-%08x` (default 1).
-    pub image_id: Option<u32>,
-    /// EC2 reservation id (default derived from the UUID).
-    pub reservation_id: Option<String>,
 }
 
 /// `[ipv6]`: nova's `fixed_range_v6` and `ipv6_backend`.

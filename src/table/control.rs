@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnetwork::Ipv4Network;
 use serde::Deserialize;
 
+pub use super::interface_name;
 use super::Network;
 
 /// nova's `send_arp_for_ha_count`.
@@ -258,17 +259,6 @@ pub fn uplink(
         (None, None, Some(_)) => Err("vlan_interface: needs vlan".into()),
         (Some(_), _, _) => Err("bridge_interface: not with vlan or vlan_interface".into()),
     }
-}
-
-/// Checks a Linux interface name: 1 to 15 bytes, no `/`, whitespace or `:`.
-pub fn interface_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(format!("{name:?} is not 1 to 15 bytes long"));
-    }
-    if name.contains(['/', ':']) || name.chars().any(char::is_whitespace) || name == "." {
-        return Err(format!("{name:?} is not an interface name"));
-    }
-    Ok(())
 }
 
 /// No uplink may be a bridge of the config or another bridge's uplink, and networks sharing a

@@ -465,7 +465,7 @@ pub fn settings(
             let Some(device) = &nic.port else {
                 continue;
             };
-            super::control::interface_name(device)
+            super::interface_name(device)
                 .map_err(|e| format!("instance {:?}: ports: {e}", inst.uuid))?;
             // It goes into nft scripts inside quotes: no quote, no wildcard.
             if !device

@@ -280,6 +280,17 @@ pub struct ManagerLink {
     pub present: bool,
 }
 
+/// Checks a Linux interface name: 1 to 15 bytes, no `/`, whitespace or `:`.
+pub fn interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(format!("{name:?} is not 1 to 15 bytes long"));
+    }
+    if name.contains(['/', ':']) || name.chars().any(char::is_whitespace) || name == "." {
+        return Err(format!("{name:?} is not an interface name"));
+    }
+    Ok(())
+}
+
 /// The networks of a table by first address (see [`Table::network_index`]).
 pub struct NetworkIndex<'t> {
     table: &'t Table,
