@@ -138,8 +138,8 @@ pub fn report(table: &Table, bridge_exists: &dyn Fn(&str) -> bool) -> Report {
     if let Some(m) = &table.manager {
         let _ = writeln!(
             out,
-            "manager: database {} (generation {}), {} servers; changes are served within a second",
-            m.database.display(),
+            "manager: {} (generation {}), {} servers; changes are served within a second",
+            m.store,
             m.generation,
             table.instances.len()
         );

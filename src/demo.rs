@@ -293,6 +293,7 @@ fn serve_and_report(
             networks: Vec::new(),
             count: 1,
             security_groups: Vec::new(),
+            host: None,
         })?;
         let nic = server.first().and_then(|s| s.addresses.first());
         let mac: MacAddr = nic.and_then(|n| n.mac.parse().ok()).unwrap_or(inst.mac);

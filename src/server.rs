@@ -16,6 +16,7 @@ use crate::ask::{Ask, Asker, LeaseRow, ReloadRecord, ServiceStatus, Status};
 use crate::lock::{LockError, StateLock};
 use crate::netif::{self, LinkEvent};
 use crate::service::{Context, DropIn, Reload, Service, Shutdown, StartError};
+use crate::source::etcd::{Feed, Follow};
 use crate::source::files::Watcher;
 use crate::source::manager::DbWatch;
 use crate::source::{Source, SourceError};
@@ -99,6 +100,8 @@ pub struct Server {
     links: Option<mpsc::UnboundedReceiver<LinkEvent>>,
     /// The manager's database, when the table comes partly from it.
     db_watch: Option<DbWatch>,
+    /// The etcd feed, when the manager's state is kept in etcd.
+    etcd: Option<Feed>,
     /// Held for the daemon's life (none in radvd mode, which keeps no state).
     _lock: Option<StateLock>,
     /// Questions from the metrics endpoint and the control socket.
@@ -122,13 +125,30 @@ struct Reloads {
 impl Server {
     /// Loads the table from `source` and starts every service. Must run inside a tokio runtime.
     pub fn start(source: Source, drop_in: DropIn) -> Result<Server, ServerError> {
-        let table = source.load()?;
+        Server::start_with(source, drop_in, None)
+    }
+
+    /// As [`Server::start`], with the etcd feed already following (and the state directory's
+    /// lock it was started under).
+    fn start_with(
+        source: Source,
+        drop_in: DropIn,
+        etcd: Option<(Feed, StateLock)>,
+    ) -> Result<Server, ServerError> {
+        let (etcd, held) = match etcd {
+            Some((feed, lock)) => (Some(feed), Some(lock)),
+            None => (None, None),
+        };
+        let view = etcd.as_ref().and_then(|f| f.views.borrow().clone());
+        let table = source.load_with(view.as_deref())?;
         log_table(&table, "table loaded");
         // One daemon per state directory, checked before anything reads the journal.
-        let lock = if source.serves_dhcp() || table.metadata.is_some() {
-            Some(StateLock::acquire(&table.state.dir)?)
-        } else {
-            None
+        let lock = match held {
+            Some(lock) => Some(lock),
+            None if source.serves_dhcp() || table.metadata.is_some() => {
+                Some(StateLock::acquire(&table.state.dir)?)
+            }
+            None => None,
         };
         // Interface events first, so none is missed between a service's first look and its
         // subscription.
@@ -181,6 +201,7 @@ impl Server {
             watcher,
             links,
             db_watch,
+            etcd,
             _lock: lock,
             asks: Some(asks),
             started: crate::clock::unix_now(),
@@ -226,9 +247,12 @@ impl Server {
             record
         };
         let source = self.source.clone();
+        let view = self.etcd.as_ref().and_then(|f| f.views.borrow().clone());
         let started = tokio::time::Instant::now();
-        let loaded =
-            crate::notify::keep_alive(tokio::task::spawn_blocking(move || source.load())).await;
+        let loaded = crate::notify::keep_alive(tokio::task::spawn_blocking(move || {
+            source.load_with(view.as_deref())
+        }))
+        .await;
         let took_ms = started.elapsed().as_millis() as u64;
         record.took_ms = took_ms;
         let table = match loaded {
@@ -254,12 +278,12 @@ impl Server {
             .as_ref()
             .filter(|m| had_database && !m.present)
         {
-            tracing::error!(database = %m.database.display(), "reload refused ({}): the manager's database is gone, and a missing database is not an empty one; still serving the last table (restore it)", describe(why));
+            tracing::error!(store = %m.store, "reload refused ({}): the manager's state is gone, and a missing state is not an empty one; still serving the last table (restore it)", describe(why));
             return failed(
                 record,
                 format!(
-                    "the manager's database {} is gone; still serving the last table",
-                    m.database.display()
+                    "the manager's {} is gone; still serving the last table",
+                    m.store
                 ),
             );
         }
@@ -297,6 +321,9 @@ impl Server {
         report.push("start_time", None, None, self.started);
         if let Some(m) = &self.ctx.table.load().manager {
             report.push("manager_generation", None, None, m.generation);
+        }
+        if let Some(f) = &self.etcd {
+            f.stats.report(&mut report);
         }
         report
     }
@@ -396,6 +423,10 @@ impl Server {
         for r in finals.into_iter().rev() {
             report.extend(r);
         }
+        if let Some(feed) = self.etcd {
+            // `netnode nodes` stops listing this node now, not when its lease runs out.
+            feed.stop().await;
+        }
         tracing::info!("stopped; stats {report}");
     }
 
@@ -413,20 +444,21 @@ fn describe(why: Reload) -> &'static str {
         Reload::FileChanged => "a source file changed",
         Reload::Manager => "the manager's database changed",
         Reload::Control => "the control socket's reload",
+        Reload::Etcd => "etcd's view changed",
     }
 }
 
 /// The watch of the table's manager database: the one kept when it still names it, a new one,
 /// or none (no `[manager]`, or it cannot be watched: then reload with SIGHUP).
 fn watch_database(table: &Table, kept: Option<DbWatch>) -> Option<DbWatch> {
-    let link = table.manager.as_ref()?;
-    if let Some(w) = kept.filter(|w| w.database() == link.database) {
+    let database = table.manager.as_ref()?.database()?;
+    if let Some(w) = kept.filter(|w| w.database() == database) {
         return Some(w);
     }
-    match DbWatch::new(&link.database) {
+    match DbWatch::new(database) {
         Ok(w) => Some(w),
         Err(e) => {
-            tracing::warn!(database = %link.database.display(), error = %e, "cannot watch the manager's database; reload with SIGHUP");
+            tracing::warn!(database = %database.display(), error = %e, "cannot watch the manager's database; reload with SIGHUP");
             None
         }
     }
@@ -496,7 +528,8 @@ pub async fn serve_from(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut server = Server::start(source, drop_in)?;
+    let etcd = follow_etcd(&source).await?;
+    let mut server = Server::start_with(source, drop_in, etcd)?;
     if let Err(e) = ready(&server) {
         server.stop().await;
         return Err(e.into());
@@ -513,6 +546,7 @@ pub async fn serve_from(
             event = next_link(&mut server.links) => server.link(&event),
             _ = next_file_change(&mut server.watcher) => { server.reload(Reload::FileChanged).await; }
             _ = next_db_change(&mut server.db_watch, &server.ctx.table) => { server.reload(Reload::Manager).await; }
+            _ = next_view(&mut server.etcd) => { server.reload(Reload::Etcd).await; }
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
         }
@@ -522,6 +556,65 @@ pub async fn serve_from(
     drop(asks);
     server.stop().await;
     Ok(())
+}
+
+/// With `[manager] backend = "etcd"`: takes the state directory's lock (a second copy started
+/// by mistake must not touch this node's liveness key), starts following etcd, and waits a few
+/// seconds for the first list. If etcd does not answer, the view saved at the last run is
+/// served meanwhile (or nothing from etcd on a first start) and the feed keeps trying.
+async fn follow_etcd(source: &Source) -> Result<Option<(Feed, StateLock)>, ServerError> {
+    /// How long a start waits for etcd's first list: a little with a saved view to serve
+    /// meanwhile, longer without (the config alone serves no instance).
+    const WITH_SAVED: std::time::Duration = std::time::Duration::from_secs(1);
+    const WITHOUT: std::time::Duration = std::time::Duration::from_secs(5);
+    let Source::Toml(path) = source else {
+        return Ok(None);
+    };
+    let config = build::read_config(path).map_err(SourceError::from)?;
+    let settings = crate::manager::etcd::EtcdSettings::from_config(&config).map_err(|e| {
+        SourceError::Manager {
+            path: path.clone(),
+            source: crate::manager::ManagerError::Invalid(e.to_string()),
+        }
+    })?;
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let lock = StateLock::acquire(&config.state.dir)?;
+    let mut feed = Feed::start(Follow {
+        settings,
+        liveness: true,
+        save_to: Some(config.state.dir.join(crate::source::etcd::SAVED_FILE)),
+    });
+    let wait = if feed.views.borrow().is_some() {
+        WITH_SAVED
+    } else {
+        WITHOUT
+    };
+    match feed.first(wait).await {
+        Some(v) if v.live => {}
+        Some(v) => tracing::warn!(
+            revision = v.revision,
+            "etcd: not reachable at start; serving the view saved at the last run until it is"
+        ),
+        None => tracing::warn!(
+            "etcd: not reachable at start and no saved view; serving the config alone until it is"
+        ),
+    }
+    // The first view is in the table being built; only later ones are changes.
+    feed.views.borrow_and_update();
+    Ok(Some((feed, lock)))
+}
+
+/// Waits for the etcd feed's next view, or forever without a feed.
+async fn next_view(feed: &mut Option<Feed>) {
+    let Some(f) = feed else {
+        return std::future::pending().await;
+    };
+    if f.views.changed().await.is_err() {
+        *feed = None;
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The next question, or forever when there is no channel.

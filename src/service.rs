@@ -74,6 +74,8 @@ pub enum Reload {
     Manager,
     /// The control socket's `reload`.
     Control,
+    /// The etcd feed published a new view (`[manager] backend = "etcd"`).
+    Etcd,
 }
 
 /// A running service.

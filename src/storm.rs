@@ -158,6 +158,7 @@ fn create(cfg: &StormConfig, tx: mpsc::Sender<Created>) -> io::Result<(u64, Dura
                         networks: Vec::new(),
                         count,
                         security_groups: Vec::new(),
+                        host: None,
                     })
                     .map_err(io::Error::other)?;
                 let at = Instant::now();

@@ -126,7 +126,7 @@ impl Kernel {
             return Ok(known.clone());
         }
         let mut tables = BTreeMap::new();
-        for name in firewall::TABLES {
+        for name in firewall::TABLES.into_iter().chain([super::isolate::TABLE]) {
             if let Some(json) = list_table(name)? {
                 let state = nftable::parse_json(&json)
                     .map_err(|e| KernelError::Nft(format!("table {name}: {e}")))?;

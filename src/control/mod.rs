@@ -11,6 +11,7 @@ pub mod firewall;
 #[cfg(test)]
 mod firewall_scenarios;
 pub mod garp;
+pub mod isolate;
 pub mod kernel;
 pub mod netfilter;
 pub mod nft;

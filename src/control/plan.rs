@@ -477,7 +477,12 @@ pub fn plan(d: &Desired, o: &Observed) -> Plan {
 /// The firewall's tables: element updates when the structure is the same, else a replacement;
 /// tables no longer wanted go. A change to the groups ends the flows they no longer allow.
 fn firewall(p: &mut Plan, d: &Desired, o: &Observed) {
-    let wanted: Vec<&TableSpec> = d.firewall.iter().flat_map(|f| f.tables()).collect();
+    let wanted: Vec<&TableSpec> = d
+        .firewall
+        .iter()
+        .flat_map(|f| f.tables())
+        .chain(d.isolation.as_ref())
+        .collect();
     let mut groups_changed = false;
     for spec in &wanted {
         let group_table = spec.table == firewall::GROUP_TABLE;

@@ -600,3 +600,36 @@ fn uplinks_that_collide_are_refused() {
         assert!(err.contains(msg), "{msg}: {err}");
     }
 }
+
+#[test]
+fn a_shared_dhcp_address_keeps_dhcp_and_its_arp_off_the_uplink() {
+    let shared = NODE.replace(
+        "cidr_v6 = \"fd00:1::/64\"",
+        "bridge_interface = \"eth1\"\nshare_dhcp_address = true",
+    );
+    let d = desired(&shared);
+    let spec = d.isolation.as_ref().expect("an isolation table");
+    assert_eq!(spec.table, super::isolate::TABLE);
+    assert!(spec.sets["uplinks"].elements.contains("eth1"));
+    assert!(spec.sets["addresses"].elements.contains("198.18.0.1"));
+    let mut o = bare();
+    o.links.push(link("eth1", LinkKind::Other));
+    let p = plan(&d, &o);
+    assert!(p
+        .ops
+        .iter()
+        .any(|op| matches!(op, Op::Table { table, .. } if table == super::isolate::TABLE)));
+    let after = converge(&d, &o);
+    // Without the shared address the table goes; without an uplink there is none to guard.
+    let plain = desired(&NODE.replace("cidr_v6 = \"fd00:1::/64\"", "bridge_interface = \"eth1\""));
+    assert!(plain.isolation.is_none());
+    let p = plan(&plain, &after);
+    assert!(p.ops.iter().any(
+        |op| matches!(op, Op::Table { table, result: None, .. } if table == super::isolate::TABLE)
+    ));
+    assert!(
+        desired(&NODE.replace("cidr_v6 = \"fd00:1::/64\"", "share_dhcp_address = true"))
+            .isolation
+            .is_none()
+    );
+}

@@ -60,6 +60,8 @@ pub struct Desired {
     pub firewall: Option<Firewall>,
     /// What the firewall was built from (judging established flows after a change).
     pub firewall_settings: Arc<FirewallSettings>,
+    /// Multi-host isolation of shared DHCP addresses (`bridge netnode_isolate`).
+    pub isolation: Option<super::nftable::TableSpec>,
 }
 
 impl Desired {
@@ -100,6 +102,7 @@ impl Desired {
             ruleset: nft::Ruleset::new(table),
             firewall: Firewall::build(&table.firewall),
             firewall_settings: Arc::new(table.firewall.clone()),
+            isolation: super::isolate::build(table),
             bridges,
         }
     }

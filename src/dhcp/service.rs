@@ -81,11 +81,17 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
         None => table
             .manager
             .as_ref()
-            .map(|m| ScriptRunner::start_sink(script::Sink::Manager(m.database.clone()))),
+            .and_then(|m| m.database())
+            .map(|db| ScriptRunner::start_sink(script::Sink::Manager(db.to_path_buf()))),
     };
     // The manager's leased flags as the leases stand, before any new lease event can come
     // (events lost while the database was busy or the daemon was down are mended here).
-    if let Some(m) = table.manager.as_ref().filter(|m| m.present) {
+    if let Some(db) = table
+        .manager
+        .as_ref()
+        .filter(|m| m.present)
+        .and_then(|m| m.database())
+    {
         let active: Vec<crate::manager::leases::LeaseEvent> = store
             .active(unix_now())
             .into_iter()
@@ -95,7 +101,7 @@ pub fn start(ctx: &Context) -> Result<Option<Box<dyn Service>>, StartError> {
                 mac: l.mac,
             })
             .collect();
-        super::manager_sink::reconcile(&m.database, &active);
+        super::manager_sink::reconcile(db, &active);
     }
     let shared = Shared {
         table: ctx.table.clone(),

@@ -320,6 +320,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Takes charge of a process already started (outside any namespace), logging to `log`.
+    pub fn adopt(child: Child, log: &Path) -> Daemon {
+        Daemon {
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
     /// Starts `program args...` in `ns`, logging to `log`.
     pub fn start(ns: &Netns, program: &Path, args: &[&str], log: &Path) -> io::Result<Daemon> {
         Daemon::start_with_env(ns, program, args, &[], log)
@@ -449,3 +457,4 @@ impl Drop for Daemon {
 }
 
 pub mod clients;
+pub mod etcd;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use super::etcd::commands::EtcdManager;
 use super::network::{CreateNetwork, NetworkRow};
 use super::secgroup::{GroupRow, RuleCreate, RuleRow};
 use super::server::ServerCreate;
@@ -42,6 +43,13 @@ pub enum ManagerCommand {
         /// The flags.
         #[command(flatten)]
         create: Box<CreateNetwork>,
+        /// Config, database, output.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The live nodes of `[manager] backend = "etcd"`: each node's host, its ports, and the
+    /// time left on its liveness lease.
+    Nodes {
         /// Config, database, output.
         #[command(flatten)]
         common: Common,
@@ -274,6 +282,10 @@ pub enum ServerAction {
         /// Its security groups; repeat for several (default: the project's `default`).
         #[arg(long = "security-group", alias = "security_group")]
         security_groups: Vec<String>,
+        /// The compute host it runs on, whose node serves it (`[manager] backend = "etcd"`;
+        /// default: this machine's `[etcd] host`).
+        #[arg(long)]
+        host: Option<String>,
         /// Config, database, output.
         #[command(flatten)]
         common: Common,
@@ -455,13 +467,27 @@ pub fn settings(common: &Common) -> Result<Settings, CliError> {
 }
 
 fn open(common: &Common) -> Result<Manager, CliError> {
-    Ok(Manager::open(settings(common)?)?)
+    Ok(Manager::open(sqlite_only(settings(common)?)?)?)
+}
+
+/// The settings of a command the etcd backend does not have.
+fn sqlite_only(s: Settings) -> Result<Settings, CliError> {
+    if s.etcd.is_some() {
+        return Err(ManagerError::Invalid(
+            "this command keeps its state in SQLite; with [manager] backend = \"etcd\" there are network-create, network-list, network-show, network-delete, server create/delete/list/show and netnode nodes".into(),
+        )
+        .into());
+    }
+    Ok(s)
 }
 
 /// For commands that only read: a database that does not exist is an error (a typo in
 /// `--database` makes no new empty database).
 fn open_existing(common: &Common) -> Result<Manager, CliError> {
-    let s = settings(common)?;
+    existing(sqlite_only(settings(common)?)?)
+}
+
+fn existing(s: Settings) -> Result<Manager, CliError> {
     if !s.database.exists() {
         return Err(ManagerError::NotFound {
             what: "manager database (no manager command has made one yet)",
@@ -470,6 +496,94 @@ fn open_existing(common: &Common) -> Result<Manager, CliError> {
         .into());
     }
     Ok(Manager::open(s)?)
+}
+
+/// Where a command that both backends have runs: the SQLite database, or etcd (with a
+/// runtime of its own: the commands are synchronous).
+enum Store {
+    Sqlite(Box<Manager>),
+    Etcd(Box<(tokio::runtime::Runtime, EtcdManager)>),
+}
+
+/// Opens the configured backend; `existing`: a SQLite database must already be there.
+fn store(common: &Common, existing_only: bool) -> Result<Store, CliError> {
+    let s = settings(common)?;
+    let Some(etcd) = s.etcd.clone() else {
+        return Ok(Store::Sqlite(Box::new(if existing_only {
+            existing(s)?
+        } else {
+            Manager::open(s)?
+        })));
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ManagerError::Etcd(format!("starting a runtime: {e}")))?;
+    let m = rt.block_on(EtcdManager::connect(s, &etcd))?;
+    Ok(Store::Etcd(Box::new((rt, m))))
+}
+
+/// One method of both backends.
+macro_rules! both {
+    ($(fn $name:ident(&mut self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Store {
+            $(fn $name(&mut self $(, $arg: $ty)*) -> Result<$ret, ManagerError> {
+                match self {
+                    Store::Sqlite(m) => m.$name($($arg),*),
+                    Store::Etcd(e) => {
+                        let (rt, m) = &mut **e;
+                        rt.block_on(m.$name($($arg),*))
+                    }
+                }
+            })*
+        }
+    };
+}
+
+both! {
+    fn network_create(&mut self, req: &CreateNetwork) -> Vec<NetworkRow>;
+    fn network_list(&mut self) -> Vec<NetworkRow>;
+    fn network_show(&mut self, key: &str) -> NetworkRow;
+    fn network_delete(&mut self, key: &str) -> NetworkRow;
+    fn server_create(&mut self, req: &ServerCreate) -> Vec<super::server::ServerRow>;
+    fn server_delete(&mut self, key: &str) -> super::server::Deleted;
+    fn server_list(&mut self) -> Vec<super::server::ServerRow>;
+    fn server_show(&mut self, key: &str) -> super::server::ServerRow;
+}
+
+/// `netnode nodes`: the live nodes of the etcd backend.
+pub fn nodes(common: &Common) -> Result<String, CliError> {
+    let s = settings(common)?;
+    let Some(etcd) = s.etcd.clone() else {
+        return Err(ManagerError::Invalid(
+            "netnode nodes lists the nodes of [manager] backend = \"etcd\"; this config keeps its state in SQLite (one node)".into(),
+        )
+        .into());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ManagerError::Etcd(format!("starting a runtime: {e}")))?;
+    let rows = rt.block_on(async { EtcdManager::connect(s, &etcd).await?.nodes().await })?;
+    Ok(if common.json {
+        json(&rows)
+    } else {
+        table(
+            &["Host", "Ports", "Lease left", "Started", "PID", "Version"],
+            rows.iter()
+                .map(|n| {
+                    vec![
+                        n.host.clone(),
+                        n.ports.to_string(),
+                        format!("{} s", n.ttl),
+                        n.started.to_string(),
+                        n.pid.to_string(),
+                        n.version.clone(),
+                    ]
+                })
+                .collect(),
+        )
+    })
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -489,15 +603,16 @@ pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
     use ManagerCommand as C;
     Ok(match cmd {
         C::NetworkCreate { create, common } => {
-            let made = open(&common)?.network_create(&create)?;
+            let made = store(&common, false)?.network_create(&create)?;
             if common.json {
                 json(&made)
             } else {
                 networks_table(&made)
             }
         }
+        C::Nodes { common } => nodes(&common)?,
         C::NetworkList { common } => {
-            let all = open_existing(&common)?.network_list()?;
+            let all = store(&common, true)?.network_list()?;
             if common.json {
                 json(&all)
             } else {
@@ -505,7 +620,7 @@ pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
             }
         }
         C::NetworkShow { network, common } => {
-            let n = open_existing(&common)?.network_show(&network)?;
+            let n = store(&common, true)?.network_show(&network)?;
             if common.json {
                 json(&n)
             } else {
@@ -513,7 +628,7 @@ pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
             }
         }
         C::NetworkDelete { network, common } => {
-            let n = open(&common)?.network_delete(&network)?;
+            let n = store(&common, false)?.network_delete(&network)?;
             format!("deleted network {} ({})\n", n.label, n.cidr)
         }
         C::NetworkAssociate {
@@ -701,14 +816,16 @@ fn server(action: ServerAction) -> Result<String, CliError> {
             networks,
             count,
             security_groups,
+            host,
             common,
         } => {
-            let made = open(&common)?.server_create(&ServerCreate {
+            let made = store(&common, false)?.server_create(&ServerCreate {
                 name,
                 project,
                 networks,
                 count,
                 security_groups,
+                host,
             })?;
             if common.json {
                 json(&made)
@@ -717,7 +834,7 @@ fn server(action: ServerAction) -> Result<String, CliError> {
             }
         }
         ServerAction::Delete { name, common } => {
-            let d = open(&common)?.server_delete(&name)?;
+            let d = store(&common, false)?.server_delete(&name)?;
             if common.json {
                 json(&d)
             } else {
@@ -729,7 +846,7 @@ fn server(action: ServerAction) -> Result<String, CliError> {
             }
         }
         ServerAction::List { common } => {
-            let all = open_existing(&common)?.server_list()?;
+            let all = store(&common, true)?.server_list()?;
             if common.json {
                 json(&all)
             } else {
@@ -737,7 +854,7 @@ fn server(action: ServerAction) -> Result<String, CliError> {
             }
         }
         ServerAction::Show { name, common } => {
-            let s = open_existing(&common)?.server_show(&name)?;
+            let s = store(&common, true)?.server_show(&name)?;
             if common.json {
                 json(&s)
             } else {

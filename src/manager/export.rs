@@ -224,6 +224,7 @@ impl Served {
                     bridge_interface,
                     vlan,
                     vlan_interface,
+                    share_dhcp_address: n.share_address && n.multi_host,
                     ..NetworkConfig::default()
                 }
             })

@@ -8,6 +8,7 @@
 //! rebuilds its table when the `generation` counter moves.
 
 pub mod cli;
+pub mod etcd;
 pub mod export;
 pub mod fixed;
 pub mod floating;
@@ -71,6 +72,9 @@ pub enum ManagerError {
     /// SQLite failed.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// etcd failed or could not be reached (`[manager] backend = "etcd"`).
+    #[error("{0}")]
+    Etcd(String),
 }
 
 /// Shorthand.
@@ -115,6 +119,8 @@ pub struct Settings {
     pub ra: crate::table::ra::RaConfig,
     /// The config has the control module (`[control]`): a bridge then has one gateway.
     pub control: bool,
+    /// `[etcd]`, when the state is kept there (`[manager] backend = "etcd"`).
+    pub etcd: Option<etcd::EtcdSettings>,
     /// The config's own `[[network]]`s: the daemon serves them beside the manager's, so their
     /// names, ranges and bridges are taken.
     pub config_networks: Vec<ConfigNetwork>,
@@ -148,7 +154,10 @@ impl Settings {
         let vlan_start = m.vlan_start.unwrap_or(100);
         rules::vlan_id(u32::from(vlan_start), 0)
             .map_err(|e| ManagerError::Invalid(format!("[manager] vlan_start: {e}")))?;
+        let etcd = etcd::EtcdSettings::from_config(config)
+            .map_err(|e| ManagerError::Invalid(e.to_string()))?;
         Ok(Settings {
+            etcd,
             kind: m.kind,
             database: m
                 .database

@@ -89,7 +89,7 @@ pub struct CreateNetwork {
 }
 
 /// A network as stored.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct NetworkRow {
     /// nova's integer id.
     pub id: i64,

@@ -36,6 +36,7 @@ fn server(name: &str, project: &str) -> ServerCreate {
         networks: Vec::new(),
         count: 1,
         security_groups: Vec::new(),
+        host: None,
     }
 }
 

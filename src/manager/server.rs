@@ -87,6 +87,9 @@ pub struct ServerCreate {
     pub count: u32,
     /// Its security groups (default: the project's `default`).
     pub security_groups: Vec<String>,
+    /// The host it runs on (etcd backend: its ports go under this host's keys; default this
+    /// node's `[etcd] host`).
+    pub host: Option<String>,
 }
 
 /// Most servers one `server create --count` makes (one transaction holds the write lock).
@@ -218,6 +221,11 @@ impl Manager {
         }
         if req.project.trim().is_empty() {
             return Err(ManagerError::Invalid("--project is required".into()));
+        }
+        if let Some(h) = &req.host {
+            return Err(ManagerError::Invalid(format!(
+                "--host {h}: only with [manager] backend = \"etcd\" (this node serves every server)"
+            )));
         }
         if req.count > MAX_COUNT {
             return Err(ManagerError::Invalid(format!(

@@ -330,7 +330,70 @@ pub const FAMILIES: &[(&str, Option<Family>)] = &[
         "manager_generation",
         gauge(
             "manager_generation",
-            "The manager database's generation the served table was read at.",
+            "The manager database's generation (etcd: revision) the served table was read at.",
+        ),
+    ),
+    // The etcd feed ([manager] backend = "etcd")
+    (
+        "etcd_connected",
+        gauge(
+            "etcd_connected",
+            "1 while the node has listed and is watching etcd; 0 while it serves its last view.",
+        ),
+    ),
+    (
+        "etcd_revision",
+        gauge(
+            "etcd_revision",
+            "The etcd revision of the last view published.",
+        ),
+    ),
+    (
+        "etcd_lists",
+        counter(
+            "etcd_lists",
+            "Lists of the node's key ranges: the first and every resync.",
+            NONE,
+        ),
+    ),
+    (
+        "etcd_compactions",
+        counter(
+            "etcd_compactions",
+            "Resyncs because the watched revision was compacted.",
+            NONE,
+        ),
+    ),
+    (
+        "etcd_errors",
+        counter(
+            "etcd_errors",
+            "Sessions with etcd that ended (unreachable, broken stream, lost leader, compaction).",
+            NONE,
+        ),
+    ),
+    (
+        "etcd_events",
+        counter(
+            "etcd_events",
+            "Watch events that changed the node's view.",
+            NONE,
+        ),
+    ),
+    (
+        "etcd_foreign_events",
+        counter(
+            "etcd_foreign_events",
+            "Watch events for keys outside the node's ranges (0 unless the layout is broken).",
+            NONE,
+        ),
+    ),
+    (
+        "etcd_views",
+        counter(
+            "etcd_views",
+            "Views published to the server (each a table rebuild).",
+            NONE,
         ),
     ),
 ];

@@ -20,20 +20,55 @@ use rusqlite::Connection;
 use super::files::Watcher;
 use crate::manager::{self, Manager, ManagerError, Settings};
 use crate::table::config::ConfigFile;
-use crate::table::ManagerLink;
+use crate::table::{ManagerLink, ManagerStore};
 
 /// Adds the database's networks, instances and floating IPs to `config`; returns the link the
 /// table keeps (the database and the generation read) and what was left out, and why (a
 /// floating IP with no interface to live on: the rest of the table is still served).
-pub fn merge(config: &mut ConfigFile) -> Result<(ManagerLink, Vec<String>), ManagerError> {
+pub fn merge(
+    config: &mut ConfigFile,
+    view: Option<&super::etcd::View>,
+) -> Result<(ManagerLink, Vec<String>), ManagerError> {
     let settings = Settings::from_config(config)?;
-    // No database yet is an empty one: reading (`netnode check`, `net plan`) creates nothing;
-    // the daemon's watch creates it.
-    let present = settings.database.exists();
-    let served = if present {
-        Manager::open(settings.clone())?.served()?
-    } else {
-        crate::manager::export::Served::default()
+    let mut left_out = Vec::new();
+    let (served, store, present) = match &settings.etcd {
+        Some(etcd) => {
+            // Without the daemon's feed (`netnode check`), the view it saved last.
+            let saved;
+            let view = match view {
+                Some(v) => Some(v),
+                None => {
+                    saved = super::etcd::saved_view(&config.state.dir, etcd);
+                    saved.as_ref()
+                }
+            };
+            let empty = super::etcd::View::default();
+            let v = view.unwrap_or(&empty);
+            let (served, problems) =
+                crate::manager::etcd::record::served(&v.networks, &v.ports, v.revision);
+            left_out.extend(problems);
+            let store = ManagerStore::Etcd {
+                host: etcd.layout.host.clone(),
+                prefix: etcd.layout.prefix.clone(),
+                live: v.live,
+            };
+            (served, store, view.is_some())
+        }
+        None => {
+            // No database yet is an empty one: reading (`netnode check`, `net plan`) creates
+            // nothing; the daemon's watch creates it.
+            let present = settings.database.exists();
+            let served = if present {
+                Manager::open(settings.clone())?.served()?
+            } else {
+                crate::manager::export::Served::default()
+            };
+            (
+                served,
+                ManagerStore::Database(settings.database.clone()),
+                present,
+            )
+        }
     };
     config.network.extend(served.network_configs(&settings));
     config.instance.extend(served.instance_configs());
@@ -48,7 +83,6 @@ pub fn merge(config: &mut ConfigFile) -> Result<(ManagerLink, Vec<String>), Mana
         .as_ref()
         .and_then(|n| n.public_interface.clone())
         .or(settings.public_interface.clone());
-    let mut left_out = Vec::new();
     for f in served.floating_configs() {
         if f.interface.is_none() && public.is_none() {
             left_out.push(format!(
@@ -60,7 +94,7 @@ pub fn merge(config: &mut ConfigFile) -> Result<(ManagerLink, Vec<String>), Mana
         config.floating.push(f);
     }
     let link = ManagerLink {
-        database: settings.database,
+        store,
         generation: served.generation,
         force_dhcp_release: settings.force_dhcp_release,
         present,
@@ -240,9 +274,9 @@ mod tests {
         );
         let mut config = ConfigFile::parse(&text).unwrap();
         // No database yet: an empty one, and none is created by reading.
-        let (link, _) = merge(&mut config.clone()).unwrap();
+        let (link, _) = merge(&mut config.clone(), None).unwrap();
         assert_eq!(link.generation, 0);
-        assert!(!link.database.exists());
+        assert!(!link.database().is_some_and(|d| d.exists()));
         let mut m = Manager::open(Settings::from_config(&config).unwrap()).unwrap();
         m.network_create(&CreateNetwork {
             label: Some("vmnet".into()),
@@ -256,13 +290,14 @@ mod tests {
             networks: Vec::new(),
             count: 1,
             security_groups: Vec::new(),
+            host: None,
         })
         .unwrap();
         m.floating_create(None, "198.19.0.1", None).unwrap();
         m.floating_allocate(None, "p").unwrap();
         m.floating_associate("198.19.0.1".parse().unwrap(), "vm", None)
             .unwrap();
-        let (link, left_out) = merge(&mut config).unwrap();
+        let (link, left_out) = merge(&mut config, None).unwrap();
         assert_eq!(link.generation, m.generation().unwrap());
         assert_eq!(
             config.network.len(),

@@ -2,6 +2,7 @@
 //! arguments, a radvd.conf). Every source builds the same [`Table`]; [`files`] says when the
 //! files it was read from change.
 
+pub mod etcd;
 pub mod files;
 pub mod manager;
 
@@ -58,17 +59,25 @@ pub enum SourceError {
 }
 
 impl Source {
-    /// Builds the table, reading every file it names.
+    /// Builds the table, reading every file it names (an etcd backend's state from its saved
+    /// view: only the daemon follows etcd itself).
     pub fn load(&self) -> Result<Table, SourceError> {
+        self.load_with(None)
+    }
+
+    /// Builds the table with the etcd feed's latest view (`[manager] backend = "etcd"`).
+    pub fn load_with(&self, view: Option<&etcd::View>) -> Result<Table, SourceError> {
         match self {
             Source::Toml(path) => {
                 let mut config = build::read_config(path)?;
                 let (link, left_out) = match config.manager {
                     Some(_) => {
                         let (link, left_out) =
-                            manager::merge(&mut config).map_err(|source| SourceError::Manager {
-                                path: path.clone(),
-                                source,
+                            manager::merge(&mut config, view).map_err(|source| {
+                                SourceError::Manager {
+                                    path: path.clone(),
+                                    source,
+                                }
                             })?;
                         (Some(link), left_out)
                     }

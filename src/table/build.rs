@@ -418,6 +418,7 @@ fn build_network(
         gateway_v6: nc.gateway_v6,
         ra: None,
         uplink: settings.uplink.clone(),
+        share_dhcp_address: nc.share_dhcp_address,
         name: nc.name.clone(),
         bridge: nc.bridge.clone(),
         cidr: settings.cidr,

@@ -43,6 +43,8 @@ pub struct ConfigFile {
     pub manager: Option<ManagerConfig>,
     /// The Prometheus endpoint (default `127.0.0.1:9167`).
     pub metrics: Option<MetricsConfig>,
+    /// The etcd cluster the manager's state lives in (`[manager] backend = "etcd"`).
+    pub etcd: Option<EtcdConfig>,
     /// Built from a drop-in command line (nova does the plumbing there): the checks of what the
     /// control module would set up are left out.
     #[serde(skip)]
@@ -62,6 +64,40 @@ pub enum ManagerKind {
     Vlan,
 }
 
+/// Where the manager keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManagerBackend {
+    /// SQLite in the state directory: one node serves every instance.
+    #[default]
+    Sqlite,
+    /// etcd (`[etcd]`): every node serves its own host's instances.
+    Etcd,
+}
+
+/// `[etcd]`: the cluster, the key prefix and this node's host name.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client URLs (`http://10.0.0.1:2379`, or `https://` with `ca_file`).
+    pub endpoints: Vec<String>,
+    /// Every key lives under it (default `/netnode`).
+    pub prefix: Option<String>,
+    /// This node's name: it serves the ports under `<prefix>/hosts/<host>/` (default: the
+    /// machine's hostname).
+    pub host: Option<String>,
+    /// The CA that signed the members' certificates (TLS).
+    pub ca_file: Option<PathBuf>,
+    /// This client's certificate (TLS client authentication, with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// This client's private key.
+    pub key_file: Option<PathBuf>,
+    /// etcd user (authentication, with `password_file`).
+    pub user: Option<String>,
+    /// A file holding the user's password (first line).
+    pub password_file: Option<PathBuf>,
+}
+
 /// `[manager]`: nova's network manager options, with nova's defaults.
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +105,9 @@ pub struct ManagerConfig {
     /// `flat`, `flatdhcp` (default) or `vlan`.
     #[serde(default)]
     pub kind: ManagerKind,
+    /// `sqlite` (default) or `etcd`: where networks, servers and addresses are kept.
+    #[serde(default)]
+    pub backend: ManagerBackend,
     /// The database (default `<[state] dir>/manager.db`).
     pub database: Option<PathBuf>,
     /// First VLAN id given to `vlan` networks (default 100).
@@ -170,6 +209,11 @@ pub struct NetworkConfig {
     /// Flat uplink: this interface is enslaved to the bridge, which takes its MAC and its
     /// IPv4 addresses and routes (nova's flat_interface).
     pub bridge_interface: Option<String>,
+    /// Every host serves this network with the same DHCP server address (nova's
+    /// share_dhcp_address with multi_host): the control module keeps DHCP, and ARP for that
+    /// address, off the uplink, so each host answers only its own instances.
+    #[serde(default)]
+    pub share_dhcp_address: bool,
     /// VLAN uplink: `vlan<N>` is made on `vlan_interface` and enslaved (VlanManager).
     pub vlan: Option<u32>,
     /// The interface the VLAN device is made on.
@@ -287,6 +331,16 @@ impl ConfigFile {
         self.state.lease_file.as_mut().map(fix);
         if let Some(m) = &mut self.manager {
             m.database.as_mut().map(fix);
+        }
+        if let Some(e) = &mut self.etcd {
+            for f in [
+                &mut e.ca_file,
+                &mut e.cert_file,
+                &mut e.key_file,
+                &mut e.password_file,
+            ] {
+                f.as_mut().map(fix);
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ mod reaper;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnetwork::{Ipv4Network, Ipv6Network};
@@ -187,6 +187,9 @@ pub struct Network {
     pub ra: Option<Arc<RaParams>>,
     /// How the bridge reaches the wire (control module), if netnode plumbs it.
     pub uplink: Option<control::Uplink>,
+    /// The DHCP server address is shared by every host (nova's share_dhcp_address): DHCP and
+    /// ARP for it are kept off the uplink.
+    pub share_dhcp_address: bool,
     bindings: Vec<Binding>,
     by_mac: HashMap<MacAddr, u32>,
     by_client_id: HashMap<Box<[u8]>, u32>,
@@ -266,18 +269,59 @@ pub struct Table {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
-/// The manager database a table was (partly) read from.
+/// Where the manager's state a table was (partly) read from is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManagerStore {
+    /// The SQLite database file.
+    Database(PathBuf),
+    /// etcd: this node's host and the key prefix.
+    Etcd {
+        /// The host whose ports this node serves.
+        host: String,
+        /// The key prefix.
+        prefix: String,
+        /// The table was read from a live watch (false: from the cached copy, etcd being
+        /// unreachable).
+        live: bool,
+    },
+}
+
+/// The manager state a table was (partly) read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagerLink {
-    /// The database file.
-    pub database: PathBuf,
-    /// Its `generation` counter when the table was read: a different one means a newer state.
+    /// Where it is kept.
+    pub store: ManagerStore,
+    /// Its `generation` counter (etcd: the revision) when the table was read: a different one
+    /// means a newer state.
     pub generation: u64,
     /// Leases of bindings that left the table end at once (nova's force_dhcp_release).
     pub force_dhcp_release: bool,
     /// The database existed when the table was read (a missing one reads as empty, which is
     /// right on a fresh node and wrong after someone deleted it: see `server::reload`).
     pub present: bool,
+}
+
+impl std::fmt::Display for ManagerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManagerStore::Database(p) => write!(f, "database {}", p.display()),
+            ManagerStore::Etcd { host, prefix, live } => write!(
+                f,
+                "etcd {prefix} (host {host}{})",
+                if *live { "" } else { ", cached copy" }
+            ),
+        }
+    }
+}
+
+impl ManagerLink {
+    /// The SQLite database, when the state is kept in one.
+    pub fn database(&self) -> Option<&Path> {
+        match &self.store {
+            ManagerStore::Database(p) => Some(p),
+            ManagerStore::Etcd { .. } => None,
+        }
+    }
 }
 
 /// Checks a Linux interface name: 1 to 15 bytes, no `/`, whitespace or `:`.
