@@ -180,6 +180,29 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// The multi-host simulation: many hosts' etcd feeds in one process against a local etcd
+    /// it starts; prints cold start, propagation latency, stray events, relists and memory
+    /// as JSON.
+    SimEtcd {
+        /// Simulated hosts.
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        /// Ports (instances) per host.
+        #[arg(long, default_value_t = 100)]
+        ports: usize,
+        /// Writes per second in the stream.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// Seconds of the stream.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Connections the hosts share (0: one per host).
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Where etcd keeps its data (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Fetch a URL with a plain HTTP/1.0 GET and print the body (exit 1 unless 200).
     HttpGet {
         /// `http://host[:port]/path`.
@@ -328,7 +351,14 @@ const CHECK_HELP: &str = "Load a config and every file it names, print each netw
 Exit status: 0 when everything loads; 1 when the config cannot be loaded at all (the error names the file, and the network and key that refer to it); 2 when a line was skipped or an instance cannot be identified (the rest would be served).";
 
 /// Commands for developers and benchmarks, listed apart in `--help`.
-const TOOLS: &[&str] = &["bench", "client", "http-get", "http-null", "storm"];
+const TOOLS: &[&str] = &[
+    "bench",
+    "client",
+    "http-get",
+    "http-null",
+    "sim-etcd",
+    "storm",
+];
 
 /// The top-level help, with operator commands first and the tools under their own heading.
 /// The manager's commands, listed apart in the help.
@@ -669,6 +699,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timeout: Duration::from_secs(timeout),
             })?;
             emit(&format!("{report}\n"));
+        }
+        Command::SimEtcd {
+            hosts,
+            ports,
+            rate,
+            seconds,
+            connections,
+            dir,
+        } => {
+            let scratch = dir.is_none();
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("netnode-sim-etcd-{}", std::process::id()))
+            });
+            std::fs::create_dir_all(&dir)?;
+            let cfg = netnode::source::etcd::sim::SimConfig {
+                hosts,
+                ports,
+                rate,
+                seconds,
+                connections,
+                dir: dir.clone(),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt
+                .block_on(netnode::source::etcd::sim::run(&cfg))
+                .map_err(|e| anyhow::anyhow!("sim-etcd: {e}"));
+            if scratch {
+                std::fs::remove_dir_all(&dir).ok();
+            }
+            let report = report?;
+            emit(&format!("{}\n", serde_json::to_string_pretty(&report)?));
         }
         Command::HttpGet { url } => {
             let (status, body) =

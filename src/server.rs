@@ -355,7 +355,10 @@ impl Server {
             pid: std::process::id(),
             started: self.started,
             uptime_seconds: now.saturating_sub(self.started),
-            source: self.source.describe(),
+            source: match &table.manager {
+                Some(m) => format!("{}; manager {}", self.source.describe(), m.store),
+                None => self.source.describe(),
+            },
             services,
             networks: table.networks.len(),
             bindings: bindings(&table),

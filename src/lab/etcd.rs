@@ -26,6 +26,13 @@ pub struct Member {
     daemon: Option<Daemon>,
 }
 
+impl Member {
+    /// Its pid while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.daemon.as_ref().and_then(Daemon::pid)
+    }
+}
+
 /// A cluster of members on one address.
 #[derive(Debug)]
 pub struct Cluster {

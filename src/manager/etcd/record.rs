@@ -121,8 +121,8 @@ pub struct NodeRecord {
 /// One key as listed or watched: its value and create revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
-    /// The value.
-    pub value: Vec<u8>,
+    /// The value (shared: a published view is a copy of pointers, not of values).
+    pub value: bytes::Bytes,
     /// The revision that created the key (ids are taken from it).
     pub create_revision: i64,
 }
@@ -259,7 +259,7 @@ mod tests {
 
     fn stored(value: Vec<u8>, rev: i64) -> Stored {
         Stored {
-            value,
+            value: value.into(),
             create_revision: rev,
         }
     }

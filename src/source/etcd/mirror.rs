@@ -16,7 +16,7 @@ pub enum Change {
         /// The key.
         key: String,
         /// The value.
-        value: Vec<u8>,
+        value: bytes::Bytes,
         /// The revision that created it.
         create_revision: i64,
     },
@@ -184,7 +184,7 @@ impl Saved {
                     (
                         k,
                         Stored {
-                            value: v.into_bytes(),
+                            value: v.into_bytes().into(),
                             create_revision,
                         },
                     )
@@ -209,7 +209,7 @@ mod tests {
     fn put(key: &str, v: &str, rev: i64) -> Change {
         Change::Put {
             key: key.into(),
-            value: v.as_bytes().to_vec(),
+            value: v.as_bytes().to_vec().into(),
             create_revision: rev,
         }
     }
@@ -251,7 +251,7 @@ mod tests {
             vec![(
                 "/nn/hosts/a/ports/new".into(),
                 Stored {
-                    value: b"{\"x\":1}".to_vec(),
+                    value: b"{\"x\":1}".to_vec().into(),
                     create_revision: 8,
                 },
             )],

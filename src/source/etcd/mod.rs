@@ -1,13 +1,16 @@
 //! etcd as a table source (`[manager] backend = "etcd"`): this node lists its two key ranges
 //! (every network, and its own host's ports), then watches both from the list's revision + 1
 //! on one stream, and publishes a [`View`] after each batch of events (at most one per
-//! [`COALESCE`] under a burst). The server rebuilds its table from each view as it does for a
-//! file change.
+//! [`COALESCE`] under a burst; views that come while the server rebuilds its table fold into
+//! one rebuild). The server rebuilds its table from each view as it does for a file change.
 //!
-//! When the watch is cancelled (its revision was compacted), the stream breaks, the member
-//! loses its leader (the client asks for `require_leader`) or a keep-alive goes unanswered,
-//! the node lists again: the list replaces the copy, so keys whose delete it missed go too.
-//! Reconnects back off from [`BACKOFF_MIN`] to [`BACKOFF_MAX`] with jitter, one at a time.
+//! When the stream breaks (a member restarts, the member loses its leader: the client asks
+//! for `require_leader`; a keep-alive goes unanswered), the node reconnects and resumes the
+//! watch from the revision its copy is complete to (kept near the store's by a progress
+//! request every [`PROGRESS`]). When that revision was compacted (the watch is cancelled with
+//! `compact_revision`), it lists again: the list replaces the copy, so keys whose delete it
+//! missed go too. Reconnects back off from [`BACKOFF_MIN`] to [`BACKOFF_MAX`] with jitter, one
+//! at a time.
 //! Meanwhile the node keeps serving its last view (and its leases), and says so in its log,
 //! its `status` and its metrics; the view is also saved in the state directory, so a node
 //! restarted while etcd is down serves what it served before.
@@ -37,14 +40,20 @@ use crate::manager::etcd::record::{NodeRecord, Stored};
 use crate::manager::etcd::{EtcdError, EtcdSettings};
 use crate::stats::Report;
 
-/// Views are published at most this often under a burst of events (the first at once).
-pub const COALESCE: Duration = Duration::from_millis(50);
+/// Views are published at most this often under a burst of events (the first at once). The
+/// server coalesces further: views published while it rebuilds its table fold into one
+/// rebuild (a watch channel keeps only the latest), so a burst costs a rebuild per rebuild
+/// time, not per event, without delaying a lone write by a fixed window.
+pub const COALESCE: Duration = Duration::from_millis(10);
 /// The first wait before reconnecting.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
 /// The longest wait between reconnects.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// The liveness key's lease (seconds); it is kept alive every third of it.
 pub const NODE_TTL: i64 = 10;
+/// How often a node asks for a progress notification (the store's revision, all events up
+/// to it sent).
+pub const PROGRESS: Duration = Duration::from_secs(30);
 /// The saved view's file name in the state directory.
 pub const SAVED_FILE: &str = "etcd-view.json";
 
@@ -422,7 +431,7 @@ async fn session_inner(
                         kvs.push((
                             String::from_utf8_lossy(kv.key()).into_owned(),
                             Stored {
-                                value: kv.value().to_vec(),
+                                value: kv.value().to_vec().into(),
                                 create_revision: kv.create_revision(),
                             },
                         ));
@@ -456,6 +465,8 @@ async fn session_inner(
     let mut pending: Option<Instant> = None;
     let mut keep_alive = tokio::time::interval(Duration::from_secs((NODE_TTL / 3).max(1) as u64));
     keep_alive.tick().await;
+    let mut progress = tokio::time::interval(PROGRESS);
+    progress.tick().await;
     loop {
         let publish_at = pending;
         let save_at = saver.due();
@@ -469,15 +480,26 @@ async fn session_inner(
                         Ended::Cancelled(resp.cancel_reason().to_string())
                     });
                 }
-                let rev = resp.header().map_or(0, |h| h.revision());
+                if resp.created() {
+                    // Its header is the store's revision, not how far the events came.
+                    continue;
+                }
+                // How far the copy is complete: the events' own revisions (a catching-up
+                // watch's header runs ahead of the events still to come), or a progress
+                // notification's header (every event up to it was sent).
+                let mut rev = 0;
                 let mut changes = Vec::with_capacity(resp.events().len());
                 for e in resp.events() {
                     let Some(kv) = e.kv() else { continue };
+                    rev = rev.max(kv.mod_revision());
                     let key = String::from_utf8_lossy(kv.key()).into_owned();
                     changes.push(match e.event_type() {
-                        EventType::Put => Change::Put { key, value: kv.value().to_vec(), create_revision: kv.create_revision() },
+                        EventType::Put => Change::Put { key, value: kv.value().to_vec().into(), create_revision: kv.create_revision() },
                         EventType::Delete => Change::Delete { key },
                     });
+                }
+                if changes.is_empty() {
+                    rev = resp.header().map_or(0, |h| h.revision());
                 }
                 let total = changes.len();
                 let touched = mirror.apply(rev, changes);
@@ -499,6 +521,11 @@ async fn session_inner(
                 last_publish = Instant::now();
             }
             _ = sleep_until(save_at) => saver.flush(true),
+            _ = progress.tick() => {
+                // Keeps the copy's revision near the store's while other hosts write, so a
+                // watch resumed after an outage is rarely behind a compaction.
+                timed(stream.request_progress()).await?;
+            }
             _ = keep_alive.tick(), if keeper.is_some() => {
                 if let Some((k, _)) = keeper.as_mut() {
                     timed(k.keep_alive()).await?;
