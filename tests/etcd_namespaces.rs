@@ -330,7 +330,45 @@ fn each_host_serves_its_own_instances_and_no_other() {
     let ns = &site.hosts[0].lab.instances[1].ns;
     ns.ip(&["link", "set", "eth0", "address", bmac]).unwrap();
     assert_eq!(site.dora(0, 1, "1"), None, "A answered B's server");
-    // Deleting it ends it on A.
+    // A floating IP of A's server is NATed by A, the host its port is on, and by no other.
+    site.ok(&[
+        "floating",
+        "create",
+        "--ip-range",
+        "198.19.7.0/30",
+        "--interface",
+        "phys0",
+    ]);
+    let f = site.json(&["floating", "allocate", "--project", "p"]);
+    let fip = f["address"].as_str().unwrap().to_string();
+    site.ok(&["floating", "associate", &fip, "--server", "vm-a1"]);
+    let dnat = |h: usize| {
+        let out = site.hosts[h]
+            .lab
+            .server
+            .command("nft")
+            .args(["list", "map", "inet", "netnode", "floating_dnat"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    eventually(
+        "host A NATs the floating IP",
+        Duration::from_secs(5),
+        || dnat(0).contains(&format!("{fip} : {ip}")),
+    );
+    assert!(
+        !dnat(1).contains(&fip),
+        "host B NATs A's floating IP: {}",
+        dnat(1)
+    );
+    let listed = site.json(&["server", "show", "vm-a1"]);
+    assert_eq!(
+        listed["floating_ips"][0].as_str(),
+        Some(fip.as_str()),
+        "{listed}"
+    );
+    // Deleting it ends it on A (and its floating IP is disassociated).
     site.ok(&["server", "delete", "vm-a1"]);
     eventually("host A dropped the server", Duration::from_secs(2), || {
         bindings(&site.status(0)) == 0
@@ -339,6 +377,19 @@ fn each_host_serves_its_own_instances_and_no_other() {
         site.dora(0, 0, "1"),
         None,
         "A still answers a deleted server"
+    );
+    let f = site.json(&["floating", "list"]);
+    assert!(
+        f.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["fixed_ip"].is_null()),
+        "{f}"
+    );
+    eventually(
+        "host A dropped the floating IP's NAT",
+        Duration::from_secs(5),
+        || !dnat(0).contains(&fip),
     );
     eprintln!("create to served: {took:?}");
 }

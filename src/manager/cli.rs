@@ -474,7 +474,7 @@ fn open(common: &Common) -> Result<Manager, CliError> {
 fn sqlite_only(s: Settings) -> Result<Settings, CliError> {
     if s.etcd.is_some() {
         return Err(ManagerError::Invalid(
-            "this command keeps its state in SQLite; with [manager] backend = \"etcd\" there are network-create, network-list, network-show, network-delete, server create/delete/list/show and netnode nodes".into(),
+            "this command keeps its state in SQLite; [manager] backend = \"etcd\" has the network, fixed, floating, project and server commands and netnode nodes, not yet security groups or export nova".into(),
         )
         .into());
     }
@@ -549,6 +549,19 @@ both! {
     fn server_delete(&mut self, key: &str) -> super::server::Deleted;
     fn server_list(&mut self) -> Vec<super::server::ServerRow>;
     fn server_show(&mut self, key: &str) -> super::server::ServerRow;
+    fn network_associate(&mut self, key: &str, project: &str) -> NetworkRow;
+    fn network_disassociate(&mut self, key: &str) -> NetworkRow;
+    fn project_scrub(&mut self, project: &str) -> Vec<String>;
+    fn fixed_reserve(&mut self, address: Ipv4Addr) -> ();
+    fn fixed_unreserve(&mut self, address: Ipv4Addr) -> ();
+    fn fixed_list(&mut self, network: Option<&str>) -> Vec<super::fixed::FixedRow>;
+    fn floating_create(&mut self, pool: Option<&str>, range: &str, interface: Option<&str>) -> usize;
+    fn floating_list(&mut self, pool: Option<&str>) -> Vec<super::floating::FloatingRow>;
+    fn floating_delete(&mut self, range: &str) -> usize;
+    fn floating_allocate(&mut self, pool: Option<&str>, project: &str) -> super::floating::FloatingRow;
+    fn floating_associate(&mut self, address: Ipv4Addr, server: &str, fixed: Option<Ipv4Addr>) -> super::floating::FloatingRow;
+    fn floating_disassociate(&mut self, address: Ipv4Addr) -> super::floating::FloatingRow;
+    fn floating_deallocate(&mut self, address: Ipv4Addr) -> super::floating::FloatingRow;
 }
 
 /// `netnode nodes`: the live nodes of the etcd backend.
@@ -636,11 +649,11 @@ pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
             project,
             common,
         } => {
-            let n = open(&common)?.network_associate(&network, &project)?;
+            let n = store(&common, false)?.network_associate(&network, &project)?;
             format!("network {} is associated with project {project}\n", n.label)
         }
         C::NetworkDisassociate { network, common } => {
-            let n = open(&common)?.network_disassociate(&network)?;
+            let n = store(&common, false)?.network_disassociate(&network)?;
             format!("network {} is associated with no project\n", n.label)
         }
         C::Fixed { action } => fixed(action)?,
@@ -648,7 +661,7 @@ pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
         C::Project {
             action: ProjectAction::Scrub { project, common },
         } => {
-            let labels = open(&common)?.project_scrub(&project)?;
+            let labels = store(&common, false)?.project_scrub(&project)?;
             if common.json {
                 json(&labels)
             } else if labels.is_empty() {
@@ -676,15 +689,15 @@ pub fn run(cmd: ManagerCommand) -> Result<String, CliError> {
 fn fixed(action: FixedAction) -> Result<String, CliError> {
     Ok(match action {
         FixedAction::Reserve { address, common } => {
-            open(&common)?.fixed_reserve(address)?;
+            store(&common, false)?.fixed_reserve(address)?;
             format!("{address} is reserved\n")
         }
         FixedAction::Unreserve { address, common } => {
-            open(&common)?.fixed_unreserve(address)?;
+            store(&common, false)?.fixed_unreserve(address)?;
             format!("{address} is no longer reserved\n")
         }
         FixedAction::List { network, common } => {
-            let rows = open_existing(&common)?.fixed_list(network.as_deref())?;
+            let rows = store(&common, true)?.fixed_list(network.as_deref())?;
             if common.json {
                 json(&rows)
             } else {
@@ -735,13 +748,17 @@ fn floating(action: FloatingAction) -> Result<String, CliError> {
             interface,
             common,
         } => {
-            let mut m = open(&common)?;
-            let n = m.floating_create(pool.as_deref(), &ip_range, interface.as_deref())?;
-            let pool = pool.unwrap_or(m.settings.default_floating_pool.clone());
+            let default_pool = settings(&common)?.default_floating_pool;
+            let n = store(&common, false)?.floating_create(
+                pool.as_deref(),
+                &ip_range,
+                interface.as_deref(),
+            )?;
+            let pool = pool.unwrap_or(default_pool);
             format!("{n} floating IP(s) from {ip_range} added to pool {pool}\n")
         }
         F::List { pool, common } => {
-            let rows = open_existing(&common)?.floating_list(pool.as_deref())?;
+            let rows = store(&common, true)?.floating_list(pool.as_deref())?;
             if common.json {
                 json(&rows)
             } else {
@@ -772,7 +789,7 @@ fn floating(action: FloatingAction) -> Result<String, CliError> {
             }
         }
         F::Delete { ip_range, common } => {
-            let n = open(&common)?.floating_delete(&ip_range)?;
+            let n = store(&common, false)?.floating_delete(&ip_range)?;
             format!("{n} floating IP(s) in {ip_range} deleted\n")
         }
         F::Allocate {
@@ -780,7 +797,7 @@ fn floating(action: FloatingAction) -> Result<String, CliError> {
             project,
             common,
         } => {
-            let r = open(&common)?.floating_allocate(pool.as_deref(), &project)?;
+            let r = store(&common, false)?.floating_allocate(pool.as_deref(), &project)?;
             if common.json {
                 json(&r)
             } else {
@@ -793,16 +810,16 @@ fn floating(action: FloatingAction) -> Result<String, CliError> {
             fixed_address,
             common,
         } => {
-            let r = open(&common)?.floating_associate(address, &server, fixed_address)?;
+            let r = store(&common, false)?.floating_associate(address, &server, fixed_address)?;
             let to = format!("is associated with {} ({server})", opt(&r.fixed_ip));
             one(&common, r, &to)
         }
         F::Disassociate { address, common } => {
-            let r = open(&common)?.floating_disassociate(address)?;
+            let r = store(&common, false)?.floating_disassociate(address)?;
             one(&common, r, "is disassociated")
         }
         F::Deallocate { address, common } => {
-            let r = open(&common)?.floating_deallocate(address)?;
+            let r = store(&common, false)?.floating_deallocate(address)?;
             one(&common, r, "is back in its pool")
         }
     })

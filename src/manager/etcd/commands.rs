@@ -42,10 +42,10 @@ pub struct NodeRow {
 
 /// The manager's commands on one etcd client.
 pub struct EtcdManager {
-    client: Client,
-    settings: Settings,
-    layout: Layout,
-    endpoints: String,
+    pub(super) client: Client,
+    pub(super) settings: Settings,
+    pub(super) layout: Layout,
+    pub(super) endpoints: String,
 }
 
 fn etcd(endpoints: &str) -> impl Fn(etcd_client::Error) -> ManagerError + '_ {
@@ -53,7 +53,7 @@ fn etcd(endpoints: &str) -> impl Fn(etcd_client::Error) -> ManagerError + '_ {
 }
 
 /// Runs one request with the request timeout.
-async fn timed<T>(
+pub(super) async fn timed<T>(
     endpoints: &str,
     f: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
 ) -> Result<T> {
@@ -66,7 +66,7 @@ async fn timed<T>(
     }
 }
 
-fn invalid(e: String) -> ManagerError {
+pub(super) fn invalid(e: String) -> ManagerError {
     ManagerError::Invalid(e)
 }
 
@@ -100,7 +100,10 @@ impl EtcdManager {
     }
 
     /// Every key under `prefix` with its value and mod revision, and the revision read at.
-    async fn list(&mut self, prefix: &str) -> Result<(i64, Vec<(String, Vec<u8>, i64)>)> {
+    pub(super) async fn list(
+        &mut self,
+        prefix: &str,
+    ) -> Result<(i64, Vec<(String, Vec<u8>, i64)>)> {
         let mut r = timed(
             &self.endpoints,
             self.client
@@ -122,7 +125,7 @@ impl EtcdManager {
         Ok((revision, kvs))
     }
 
-    async fn networks(&mut self) -> Result<(i64, Vec<(NetworkRecord, i64)>)> {
+    pub(super) async fn networks(&mut self) -> Result<(i64, Vec<(NetworkRecord, i64)>)> {
         let (rev, kvs) = self.list(&self.layout.networks()).await?;
         let mut out = Vec::new();
         for (key, value, _) in kvs {
@@ -136,12 +139,12 @@ impl EtcdManager {
     }
 
     /// A key's create revision (0: none).
-    async fn created(&mut self, key: &str) -> Result<i64> {
+    pub(super) async fn created(&mut self, key: &str) -> Result<i64> {
         let r = timed(&self.endpoints, self.client.get(key, None)).await?;
         Ok(r.kvs().first().map_or(0, |kv| kv.create_revision()))
     }
 
-    async fn commit(&mut self, txn: Txn) -> Result<bool> {
+    pub(super) async fn commit(&mut self, txn: Txn) -> Result<bool> {
         Ok(timed(&self.endpoints, self.client.txn(txn))
             .await?
             .succeeded())
@@ -343,7 +346,7 @@ impl EtcdManager {
         Ok(self.find_network(key).await?.0.row)
     }
 
-    async fn find_network(&mut self, key: &str) -> Result<(NetworkRecord, i64)> {
+    pub(super) async fn find_network(&mut self, key: &str) -> Result<(NetworkRecord, i64)> {
         self.networks()
             .await?
             .1
@@ -489,6 +492,24 @@ impl EtcdManager {
                 serde_json::to_vec(&server).unwrap_or_default(),
                 None,
             )];
+            // nova's auto_assign_floating_ip: one for the first interface, in the same
+            // transaction (the server is refused when the pool is empty).
+            let mut first_floating = Vec::new();
+            if let (true, Some((_, address, _, vif))) =
+                (self.settings.auto_assign_floating_ip, nics.first())
+            {
+                let target = super::record::FloatingTarget {
+                    fixed: *address,
+                    server: name.to_string(),
+                    host: host.to_string(),
+                    vif: vif.clone(),
+                };
+                let (compare, op, on_port) = self.auto_floating(&req.project, target).await?;
+                compares.push(compare);
+                ops.push(op);
+                first_floating.push(on_port);
+            }
+            let floating_ips: Vec<Ipv4Addr> = first_floating.iter().map(|f| f.address).collect();
             for (position, (label, address, mac, vif)) in nics.iter().enumerate() {
                 ops.push(TxnOp::put(
                     self.layout.address(label, *address),
@@ -501,7 +522,7 @@ impl EtcdManager {
                     address: *address,
                     position: position as i64,
                     instance: instance.clone(),
-                    floating_ips: Vec::new(),
+                    floating: std::mem::take(&mut first_floating),
                     written_ns,
                 };
                 ops.push(TxnOp::put(
@@ -517,7 +538,10 @@ impl EtcdManager {
             .await?;
             if r.succeeded() {
                 let id = r.header().map_or(0, |h| h.revision());
-                return Ok(server_row(id, &server));
+                return Ok(ServerRow {
+                    floating_ips,
+                    ..server_row(id, &server)
+                });
             }
         }
         Err(busy())
@@ -577,7 +601,10 @@ impl EtcdManager {
         Ok(out)
     }
 
-    async fn find_server(&mut self, key: &str) -> Result<(String, ServerRecord, i64, i64)> {
+    pub(super) async fn find_server(
+        &mut self,
+        key: &str,
+    ) -> Result<(String, ServerRecord, i64, i64)> {
         let direct = self.layout.server(key);
         let (_, kvs) = self.list(&self.layout.servers()).await?;
         for (k, value, modified) in kvs {
@@ -598,38 +625,39 @@ impl EtcdManager {
     /// host's node sees its ports deleted and ends their leases).
     pub async fn server_delete(&mut self, key: &str) -> Result<Deleted> {
         let (server_key, s, modified, created) = self.find_server(key).await?;
-        let mut ops = vec![TxnOp::delete(server_key.as_str(), None)];
+        let (mut compares, mut ops, released) = self.release_floating(&s.instance.name).await?;
+        compares.push(Compare::mod_revision(
+            server_key.as_str(),
+            CompareOp::Equal,
+            modified,
+        ));
+        ops.push(TxnOp::delete(server_key.as_str(), None));
         for vif in &s.vifs {
             ops.push(TxnOp::delete(self.layout.port(&s.host, vif), None));
         }
         for (label, address) in &s.addresses {
             ops.push(TxnOp::delete(self.layout.address(label, *address), None));
         }
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                server_key.as_str(),
-                CompareOp::Equal,
-                modified,
-            )])
-            .and_then(ops);
+        let txn = Txn::new().when(compares).and_then(ops);
         if !self.commit(txn).await? {
             return Err(busy());
         }
         Ok(Deleted {
             server: server_row(created, &s),
-            released_floating: Vec::new(),
+            released_floating: released,
         })
     }
 
     /// `server list`.
     pub async fn server_list(&mut self) -> Result<Vec<ServerRow>> {
         let (_, kvs) = self.list(&self.layout.servers()).await?;
+        let floating = self.floating_list(None).await?;
         let mut out = Vec::new();
         for (k, value, _) in kvs {
             let s: ServerRecord = serde_json::from_slice(&value)
                 .map_err(|e| ManagerError::Etcd(format!("{k}: {e}")))?;
             let id = self.created(&k).await?;
-            out.push(server_row(id, &s));
+            out.push(with_floating(server_row(id, &s), &floating));
         }
         Ok(out)
     }
@@ -637,7 +665,8 @@ impl EtcdManager {
     /// `server show`.
     pub async fn server_show(&mut self, key: &str) -> Result<ServerRow> {
         let (_, s, _, created) = self.find_server(key).await?;
-        Ok(server_row(created, &s))
+        let floating = self.floating_list(None).await?;
+        Ok(with_floating(server_row(created, &s), &floating))
     }
 
     /// `netnode nodes`: the live nodes, their leases' time left and their hosts' ports.
@@ -685,10 +714,23 @@ impl EtcdManager {
     }
 }
 
-fn busy() -> ManagerError {
+pub(super) fn busy() -> ManagerError {
     ManagerError::Refused(format!(
         "other managers changed the same keys {ATTEMPTS} times in a row; try again"
     ))
+}
+
+/// The floating IPs associated with the server's addresses.
+fn with_floating(
+    mut row: ServerRow,
+    floating: &[crate::manager::floating::FloatingRow],
+) -> ServerRow {
+    row.floating_ips = floating
+        .iter()
+        .filter(|f| f.server.as_deref() == Some(row.name.as_str()))
+        .map(|f| f.address)
+        .collect();
+    row
 }
 
 /// A server as `server list` shows it.

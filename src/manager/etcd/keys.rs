@@ -7,6 +7,7 @@
 //! <prefix>/addresses/<label>/<ip>         an allocated fixed IP ("<host>/<vif>"), created with
 //!                                         compare-and-swap so no address is handed out twice
 //! <prefix>/servers/<name>                 a server (JSON): its host and ports
+//! <prefix>/floating/<ip>                  a floating IP (JSON): pool, project, association
 //! <prefix>/nodes/<host>                   a live node (JSON), kept by its lease
 //! ```
 
@@ -90,6 +91,16 @@ impl Layout {
     /// One server.
     pub fn server(&self, name: &str) -> String {
         format!("{}/servers/{name}", self.prefix)
+    }
+
+    /// Every floating IP.
+    pub fn floatings(&self) -> String {
+        format!("{}/floating/", self.prefix)
+    }
+
+    /// One floating IP.
+    pub fn floating(&self, address: Ipv4Addr) -> String {
+        format!("{}/floating/{address}", self.prefix)
     }
 
     /// Every live node.

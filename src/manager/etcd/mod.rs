@@ -8,6 +8,7 @@
 //! in `source::etcd`.
 
 pub mod commands;
+pub mod floating;
 pub mod keys;
 pub mod record;
 

@@ -83,13 +83,56 @@ pub struct PortRecord {
     pub position: i64,
     /// The server.
     pub instance: InstanceRecord,
-    /// Floating IPs associated with this address.
+    /// Floating IPs associated with this address (at most one: the outgoing SNAT has one
+    /// source), served by this host's NAT.
     #[serde(default)]
-    pub floating_ips: Vec<Ipv4Addr>,
+    pub floating: Vec<PortFloating>,
     /// When it was written (unix nanoseconds; the scale simulation measures propagation
     /// with it).
     #[serde(default)]
     pub written_ns: u64,
+}
+
+/// A floating IP as the port it leads to carries it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortFloating {
+    /// The public address.
+    pub address: Ipv4Addr,
+    /// The interface it lives on (none: the public interface).
+    #[serde(default)]
+    pub interface: Option<String>,
+}
+
+/// `<prefix>/floating/<ip>`: one floating IP of a pool.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FloatingRecord {
+    /// Its pool.
+    pub pool: String,
+    /// The interface it lives on (none: the public interface).
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// The project it is allocated to.
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// Allocated by `auto_assign_floating_ip` (released with its server).
+    #[serde(default)]
+    pub auto_assigned: bool,
+    /// What it leads to, when associated.
+    #[serde(default)]
+    pub target: Option<FloatingTarget>,
+}
+
+/// The fixed IP a floating IP leads to, and the port that has it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FloatingTarget {
+    /// The fixed IP.
+    pub fixed: Ipv4Addr,
+    /// The server's name.
+    pub server: String,
+    /// The port's host.
+    pub host: String,
+    /// The port's VIF.
+    pub vif: String,
 }
 
 /// `<prefix>/servers/<name>`: a server, for `server list/show/delete`.
@@ -171,7 +214,11 @@ pub fn served(
                 position: p.position,
             });
         }
-        floating.extend(p.floating_ips.iter().map(|f| (*f, p.address, None)));
+        floating.extend(
+            p.floating
+                .iter()
+                .map(|f| (f.address, p.address, f.interface.clone())),
+        );
         let i = &p.instance;
         let entry = instances.entry(i.uuid.clone()).or_insert_with(|| Instance {
             id: s.create_revision,
@@ -183,7 +230,9 @@ pub fn served(
             floating_ips: Vec::new(),
             security_groups: i.security_groups.clone(),
         });
-        entry.floating_ips.extend(&p.floating_ips);
+        entry
+            .floating_ips
+            .extend(p.floating.iter().map(|f| f.address));
     }
     for (_, bindings) in &mut nets {
         bindings.sort_by_key(|b| b.address);
@@ -251,7 +300,10 @@ mod tests {
                 macs: vec![mac.into()],
                 security_groups: Vec::new(),
             },
-            floating_ips: vec!["198.19.0.9".parse().unwrap()],
+            floating: vec![PortFloating {
+                address: "198.19.0.9".parse().unwrap(),
+                interface: None,
+            }],
             written_ns: 1,
         })
         .unwrap()

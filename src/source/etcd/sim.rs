@@ -142,7 +142,7 @@ fn port_value(host: usize, port: usize, written_ns: u64) -> Vec<u8> {
             macs: vec![mac],
             security_groups: Vec::new(),
         },
-        floating_ips: Vec::new(),
+        floating: Vec::new(),
         written_ns,
     })
     .unwrap_or_default()
