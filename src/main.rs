@@ -373,7 +373,9 @@ const MANAGER: &[&str] = &[
     "floating",
     "project",
     "server",
+    "secgroup",
     "export",
+    "nodes",
 ];
 
 /// Commands about running netnode, listed apart in the help.

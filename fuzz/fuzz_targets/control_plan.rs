@@ -124,6 +124,12 @@ fuzz_target!(|data: &[u8]| {
     let d = Desired {
         firewall: Firewall::build(&settings),
         firewall_settings: std::sync::Arc::new(settings),
+        isolation: netnode::control::isolate::spec(
+            (0..b.count(3)).map(|i| format!("eth{i}")).collect(),
+            (0..b.count(3))
+                .map(|i| format!("198.18.{i}.1"))
+                .collect(),
+        ),
         ip_forward: b.byte() & 1 == 1,
         ipv6_forward: b.byte() & 1 == 1,
         garp_count: b.count(3) as u32,

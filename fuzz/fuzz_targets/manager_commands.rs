@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
                     networks: c.into_iter().collect(),
                     count: w.next().and_then(|v| v.parse().ok()).unwrap_or(1).min(64),
                     security_groups: w.map(str::to_string).collect(),
+                    host: None,
                 })
                 .map(drop),
             "rm" => m.server_delete(&a).map(drop),

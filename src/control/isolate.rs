@@ -24,6 +24,12 @@ pub fn build(table: &Table) -> Option<TableSpec> {
             addresses.insert(n.server.to_string());
         }
     }
+    spec(uplinks, addresses)
+}
+
+/// The table for these uplinks (interface names) and shared addresses (IPv4, as nft writes
+/// them); none without an uplink.
+pub fn spec(uplinks: BTreeSet<String>, addresses: BTreeSet<String>) -> Option<TableSpec> {
     if uplinks.is_empty() {
         return None;
     }
