@@ -278,7 +278,11 @@ impl Server {
             .as_ref()
             .filter(|m| had_database && !m.present)
         {
-            tracing::error!(store = %m.store, "reload refused ({}): the manager's state is gone, and a missing state is not an empty one; still serving the last table (restore it)", describe(why));
+            let what = match m.store {
+                crate::table::ManagerStore::Database(_) => "database",
+                crate::table::ManagerStore::Etcd { .. } => "etcd view",
+            };
+            tracing::error!(store = %m.store, "reload refused ({}): the manager's {what} is gone, and a missing {what} is not an empty one; still serving the last table (restore it)", describe(why));
             return failed(
                 record,
                 format!(
