@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::cloud::eventually;
 use common::{can_run_with, netnode, own_client};
-use netnode::lab::etcd::Cluster;
+use netnode::lab::etcd::{Cluster, Tls};
 use netnode::lab::{Daemon, Lab};
 use serde_json::Value;
 
@@ -43,12 +43,25 @@ impl Site {
     /// `linked`, the hosts' bridges are joined by a veth pair (`phys0` in each: the "physical"
     /// network of a multi-host deployment, which the control module enslaves).
     fn build(label: &str, members: usize, hosts: &[(&str, usize)], linked: bool) -> Site {
+        Site::build_with(label, members, hosts, linked, None, "")
+    }
+
+    /// The same with TLS on the members and more `[etcd]` keys in the hosts' configs.
+    fn build_with(
+        label: &str,
+        members: usize,
+        hosts: &[(&str, usize)],
+        linked: bool,
+        tls: Option<Tls>,
+        etcd_keys: &str,
+    ) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let tag = format!("{}{}", std::process::id() % 100_000, label);
-        let mut cluster = Cluster::start_in_namespace(
+        let mut cluster = Cluster::start_in_namespace_with(
             dir.path(),
             members,
             &format!("nn-{label}-etcd-{}", std::process::id() % 100_000),
+            tls,
         )
         .expect("starting etcd");
         let endpoints: Vec<String> = cluster
@@ -75,7 +88,7 @@ impl Site {
             fs::write(
                 &config,
                 format!(
-                    "[state]\ndir = \"state\"\n[manager]\nbackend = \"etcd\"\n[etcd]\nendpoints = [{}]\nprefix = \"/nn-{tag}\"\nhost = \"{name}\"\n{control}",
+                    "[state]\ndir = \"state\"\n[manager]\nbackend = \"etcd\"\n[etcd]\nendpoints = [{}]\nprefix = \"/nn-{tag}\"\nhost = \"{name}\"\n{etcd_keys}\n{control}",
                     endpoints.join(", ")
                 ),
             )
@@ -653,5 +666,146 @@ fn two_managers_never_hand_out_one_address() {
             .count(),
         29,
         "{keys}"
+    );
+}
+
+/// Makes a CA, a certificate for the members (198.18.250.1) and a client certificate (CN
+/// `root`) with openssl, in `dir`.
+fn certificates(dir: &std::path::Path) -> Tls {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=netnode-test-ca",
+    ]);
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:198.18.250.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, cn) in [("server", "etcd"), ("client", "root")] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+    Tls {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        client: (dir.join("client.pem"), dir.join("client.key")),
+    }
+}
+
+/// TLS with client certificates, and etcd's authentication with a user that may touch the
+/// prefix only: the manager and the node work through both; a wrong password is refused with
+/// etcd's reason.
+#[test]
+fn tls_and_authentication() {
+    if !can_run_with("etcd tls", &[], &[ETCD, ETCDCTL, ("openssl", "openssl")]) {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let tls = certificates(certs.path());
+    let password = certs.path().join("password");
+    fs::write(&password, "nn-secret\n").unwrap();
+    let keys = format!(
+        "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nuser = \"netnode\"\npassword_file = \"{}\"",
+        tls.ca.display(),
+        tls.client.0.display(),
+        tls.client.1.display(),
+        password.display()
+    );
+    let mut site = Site::build_with("ta", 1, &[("hosta", 1)], false, Some(tls), &keys);
+    let prefix = format!("/nn-{}ta", std::process::id() % 100_000);
+    for args in [
+        vec!["user", "add", "root", "--new-user-password=root-secret"],
+        vec!["user", "add", "netnode", "--new-user-password=nn-secret"],
+        vec!["role", "add", "nn"],
+        vec![
+            "role",
+            "grant-permission",
+            "nn",
+            "--prefix=true",
+            "readwrite",
+            &prefix,
+        ],
+        vec!["user", "grant-role", "netnode", "nn"],
+        vec!["auth", "enable"],
+    ] {
+        site.cluster.etcdctl(&args).unwrap();
+    }
+    site.cluster.etcdctl_user = Some("root:root-secret".into());
+    site.vmnet(&[]);
+    site.start(0);
+    let s = site.create("vm-t", 0, 0);
+    let ip = s["addresses"][0]["address"].as_str().unwrap().to_string();
+    eventually(
+        "the node serves it over TLS",
+        Duration::from_secs(5),
+        || bindings(&site.status(0)) == 1,
+    );
+    assert_eq!(
+        site.dora(0, 0, "3").as_deref(),
+        Some(ip.as_str()),
+        "{}",
+        site.log(0)
+    );
+    let nodes = site.json(&["nodes"]);
+    assert_eq!(nodes[0]["host"].as_str(), Some("hosta"), "{nodes}");
+    // A wrong password: refused, with the reason.
+    fs::write(&password, "wrong\n").unwrap();
+    let out = site.cli(&["server", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("authentication failed"),
+        "{err}"
     );
 }

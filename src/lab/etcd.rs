@@ -33,6 +33,20 @@ impl Member {
     }
 }
 
+/// TLS for the members' client URLs: the server certificate and key, and the CA that signed
+/// the clients' certificates (required of every client).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The CA (also what etcdctl trusts).
+    pub ca: PathBuf,
+    /// The members' certificate (for 198.18.250.1).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// A client certificate and key etcdctl presents.
+    pub client: (PathBuf, PathBuf),
+}
+
 /// A cluster of members on one address.
 #[derive(Debug)]
 pub struct Cluster {
@@ -44,6 +58,9 @@ pub struct Cluster {
     initial: String,
     token: String,
     attached: u8,
+    tls: Option<Tls>,
+    /// `user:password` etcdctl authenticates with, once authentication is on.
+    pub etcdctl_user: Option<String>,
 }
 
 /// A TCP port free on loopback now (the kernel's pick).
@@ -54,31 +71,47 @@ pub fn free_port() -> io::Result<u16> {
 impl Cluster {
     /// Starts `size` members on 127.0.0.1 in this namespace, data under `dir`.
     pub fn start(dir: &Path, size: usize) -> io::Result<Cluster> {
-        Cluster::start_at(dir, size, None)
+        Cluster::start_at(dir, size, None, None)
     }
 
     /// Starts `size` members in namespace `ns_name` on 198.18.250.1 (a bridge `brm` there);
     /// hosts reach it after [`Cluster::attach`].
     pub fn start_in_namespace(dir: &Path, size: usize, ns_name: &str) -> io::Result<Cluster> {
+        Cluster::start_in_namespace_with(dir, size, ns_name, None)
+    }
+
+    /// The same with TLS (https client URLs, client certificates required).
+    pub fn start_in_namespace_with(
+        dir: &Path,
+        size: usize,
+        ns_name: &str,
+        tls: Option<Tls>,
+    ) -> io::Result<Cluster> {
         let ns = Netns::add(ns_name)?;
         ns.ip(&["link", "add", "brm", "type", "bridge"])?;
         ns.ip(&["addr", "add", "198.18.250.1/24", "dev", "brm"])?;
         ns.ip(&["link", "set", "brm", "up"])?;
-        Cluster::start_at(dir, size, Some(ns))
+        Cluster::start_at(dir, size, Some(ns), tls)
     }
 
-    fn start_at(dir: &Path, size: usize, ns: Option<Netns>) -> io::Result<Cluster> {
+    fn start_at(
+        dir: &Path,
+        size: usize,
+        ns: Option<Netns>,
+        tls: Option<Tls>,
+    ) -> io::Result<Cluster> {
         let address = if ns.is_some() {
             Ipv4Addr::new(198, 18, 250, 1)
         } else {
             Ipv4Addr::LOCALHOST
         };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut members = Vec::new();
         for i in 1..=size {
             let (client, peer) = (free_port()?, free_port()?);
             members.push(Member {
                 name: format!("m{i}"),
-                client_url: format!("http://{address}:{client}"),
+                client_url: format!("{scheme}://{address}:{client}"),
                 peer_url: format!("http://{address}:{peer}"),
                 data_dir: dir.join(format!("etcd-m{i}")),
                 log: dir.join(format!("etcd-m{i}.log")),
@@ -97,6 +130,8 @@ impl Cluster {
             initial,
             token: format!("netnode-{}-{}", std::process::id(), free_port()?),
             attached: 0,
+            tls,
+            etcdctl_user: None,
         };
         for i in 0..size {
             c.start_member(i)?;
@@ -138,6 +173,12 @@ impl Cluster {
             "--initial-cluster-state={}",
             if fresh { "new" } else { "existing" }
         ));
+        if let Some(t) = &self.tls {
+            args.push(format!("--cert-file={}", t.cert.display()));
+            args.push(format!("--key-file={}", t.key.display()));
+            args.push(format!("--trusted-ca-file={}", t.ca.display()));
+            args.push("--client-cert-auth".into());
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let daemon = match &self.ns {
             Some(ns) => Daemon::start(ns, Path::new("etcd"), &args, &m.log)?,
@@ -184,12 +225,18 @@ impl Cluster {
             Some(ns) => ns.command("etcdctl"),
             None => Command::new("etcdctl"),
         };
-        let out = cmd
-            .env("ETCDCTL_API", "3")
+        cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", endpoints.join(",")))
-            .arg("--command-timeout=10s")
-            .args(args)
-            .output()?;
+            .arg("--command-timeout=10s");
+        if let Some(t) = &self.tls {
+            cmd.arg(format!("--cacert={}", t.ca.display()))
+                .arg(format!("--cert={}", t.client.0.display()))
+                .arg(format!("--key={}", t.client.1.display()));
+        }
+        if let Some(u) = &self.etcdctl_user {
+            cmd.arg(format!("--user={u}"));
+        }
+        let out = cmd.args(args).output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
                 "etcdctl {args:?}: {}",

@@ -23,6 +23,9 @@ const ATTEMPTS: usize = 16;
 /// Most servers one `server create --count` makes against etcd (one transaction each).
 pub const MAX_COUNT: u32 = 1_000;
 
+/// One listed key: (key, value, mod revision, create revision).
+pub type Listed = (String, Vec<u8>, i64, i64);
+
 /// A live node as `netnode nodes` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct NodeRow {
@@ -100,10 +103,7 @@ impl EtcdManager {
     }
 
     /// Every key under `prefix` with its value and mod revision, and the revision read at.
-    pub(super) async fn list(
-        &mut self,
-        prefix: &str,
-    ) -> Result<(i64, Vec<(String, Vec<u8>, i64)>)> {
+    pub(super) async fn list(&mut self, prefix: &str) -> Result<(i64, Vec<Listed>)> {
         let mut r = timed(
             &self.endpoints,
             self.client
@@ -119,6 +119,7 @@ impl EtcdManager {
                     String::from_utf8_lossy(kv.key()).into_owned(),
                     kv.value().to_vec(),
                     kv.mod_revision(),
+                    kv.create_revision(),
                 )
             })
             .collect();
@@ -128,10 +129,9 @@ impl EtcdManager {
     pub(super) async fn networks(&mut self) -> Result<(i64, Vec<(NetworkRecord, i64)>)> {
         let (rev, kvs) = self.list(&self.layout.networks()).await?;
         let mut out = Vec::new();
-        for (key, value, _) in kvs {
+        for (key, value, _, created) in kvs {
             let mut r: NetworkRecord = serde_json::from_slice(&value)
                 .map_err(|e| ManagerError::Etcd(format!("{key}: {e}")))?;
-            let created = self.created(&key).await?;
             r.row.id = created;
             out.push((r, created));
         }
@@ -440,7 +440,7 @@ impl EtcdManager {
             for (record, created) in &networks {
                 let label = &record.row.label;
                 let (_, taken) = self.list(&self.layout.addresses(label)).await?;
-                let taken: HashSet<String> = taken.into_iter().map(|(k, _, _)| k).collect();
+                let taken: HashSet<String> = taken.into_iter().map(|(k, _, _, _)| k).collect();
                 let free: Vec<Ipv4Addr> = record
                     .allocatable()
                     .map_err(ManagerError::Refused)?
@@ -605,13 +605,19 @@ impl EtcdManager {
         &mut self,
         key: &str,
     ) -> Result<(String, ServerRecord, i64, i64)> {
+        // By name: one key. By UUID: every server is read.
         let direct = self.layout.server(key);
+        let r = timed(&self.endpoints, self.client.get(direct.as_str(), None)).await?;
+        if let Some(kv) = r.kvs().first() {
+            let s: ServerRecord = serde_json::from_slice(kv.value())
+                .map_err(|e| ManagerError::Etcd(format!("{direct}: {e}")))?;
+            return Ok((direct, s, kv.mod_revision(), kv.create_revision()));
+        }
         let (_, kvs) = self.list(&self.layout.servers()).await?;
-        for (k, value, modified) in kvs {
+        for (k, value, modified, created) in kvs {
             let s: ServerRecord = serde_json::from_slice(&value)
                 .map_err(|e| ManagerError::Etcd(format!("{k}: {e}")))?;
-            if k == direct || s.instance.uuid == key {
-                let created = self.created(&k).await?;
+            if s.instance.uuid == key {
                 return Ok((k, s, modified, created));
             }
         }
@@ -653,10 +659,9 @@ impl EtcdManager {
         let (_, kvs) = self.list(&self.layout.servers()).await?;
         let floating = self.floating_list(None).await?;
         let mut out = Vec::new();
-        for (k, value, _) in kvs {
+        for (k, value, _, id) in kvs {
             let s: ServerRecord = serde_json::from_slice(&value)
                 .map_err(|e| ManagerError::Etcd(format!("{k}: {e}")))?;
-            let id = self.created(&k).await?;
             out.push(with_floating(server_row(id, &s), &floating));
         }
         Ok(out)

@@ -48,7 +48,7 @@ impl EtcdManager {
     async fn floatings(&mut self) -> Result<Vec<(Ipv4Addr, FloatingRecord, i64)>> {
         let (_, kvs) = self.list(&self.layout.floatings()).await?;
         let mut out = Vec::with_capacity(kvs.len());
-        for (key, value, modified) in kvs {
+        for (key, value, modified, _) in kvs {
             let Some(a) = key.rsplit('/').next().and_then(|a| a.parse().ok()) else {
                 continue;
             };
@@ -545,7 +545,7 @@ impl EtcdManager {
             let (_, taken) = self.list(&self.layout.addresses(&label)).await?;
             let taken: std::collections::BTreeMap<Ipv4Addr, String> = taken
                 .into_iter()
-                .filter_map(|(k, v, _)| {
+                .filter_map(|(k, v, _, _)| {
                     Some((
                         k.rsplit('/').next()?.parse().ok()?,
                         String::from_utf8_lossy(&v).into_owned(),
@@ -555,7 +555,7 @@ impl EtcdManager {
             let ports: std::collections::BTreeMap<String, PortRecord> = {
                 let (_, servers) = self.list(&self.layout.servers()).await?;
                 let mut m = std::collections::BTreeMap::new();
-                for (k, v, _) in servers {
+                for (k, v, _, _) in servers {
                     let s: super::record::ServerRecord = parse(&k, &v)?;
                     for ((lab, a), (vif, mac)) in
                         s.addresses.iter().zip(s.vifs.iter().zip(&s.instance.macs))

@@ -180,7 +180,10 @@ impl EtcdSettings {
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            options = options.with_user(user.clone(), password);
+            // Simple tokens expire (5 min by default): a long-lived node gets a new one.
+            options = options
+                .with_user(user.clone(), password)
+                .with_auto_token_refresh(true);
         }
         Ok(options)
     }
