@@ -64,16 +64,7 @@ impl Manager {
         range: &str,
         interface: Option<&str>,
     ) -> Result<usize> {
-        if self.settings.kind == ManagerKind::Flat {
-            return Err(ManagerError::Refused(
-                "the flat manager has no floating IPs (nova's FlatManager)".into(),
-            ));
-        }
-        let addresses = rules::floating_range(range).map_err(ManagerError::Invalid)?;
-        if let Some(i) = interface {
-            crate::table::control::interface_name(i)
-                .map_err(|m| ManagerError::Invalid(format!("--interface: {m}")))?;
-        }
+        let addresses = create_request(&self.settings, range, interface)?;
         if let Some(own) = self.settings.config_networks.iter().find(|n| {
             n.cidr
                 .is_some_and(|c| addresses.iter().any(|a| c.contains(*a)))
@@ -318,6 +309,26 @@ fn server_of(db: &Transaction<'_>, key: &str) -> Result<Target> {
         project_id,
         addresses,
     })
+}
+
+/// `floating create`'s checks that need no state: the kind has floating IPs, the range is one,
+/// the interface is a name. Returns the range's addresses.
+pub fn create_request(
+    settings: &super::Settings,
+    range: &str,
+    interface: Option<&str>,
+) -> Result<Vec<Ipv4Addr>> {
+    if settings.kind == ManagerKind::Flat {
+        return Err(ManagerError::Refused(
+            "the flat manager has no floating IPs (nova's FlatManager)".into(),
+        ));
+    }
+    let addresses = rules::floating_range(range).map_err(ManagerError::Invalid)?;
+    if let Some(i) = interface {
+        crate::table::control::interface_name(i)
+            .map_err(|m| ManagerError::Invalid(format!("--interface: {m}")))?;
+    }
+    Ok(addresses)
 }
 
 /// Takes the pool's first free address for the project.

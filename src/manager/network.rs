@@ -228,33 +228,49 @@ where
         .map_err(|e| ManagerError::Invalid(format!("--{flag}: {text:?}: {e}")))
 }
 
-impl Manager {
-    /// `network-create`: one network, or `--num-networks` of them split from the range, laid
-    /// out as nova does. Refused, changing nothing, when a label, range, VLAN or /64 is taken.
-    pub fn network_create(&mut self, req: &CreateNetwork) -> Result<Vec<NetworkRow>> {
-        let label = req
+/// `network-create`'s flags read and checked, as both backends need them.
+#[derive(Debug, Clone)]
+pub struct NetworkFlags {
+    /// The label.
+    pub label: String,
+    /// The IPv4 range (its network address).
+    pub range: Ipv4Network,
+    /// Allocation is limited to this sub-range.
+    pub fixed_cidr: Option<Ipv4Network>,
+    /// The IPv6 range, at most a /64.
+    pub v6_range: Option<Ipv6Network>,
+    /// Serve DHCP on it.
+    pub enable_dhcp: bool,
+    /// nova's multi_host.
+    pub multi_host: bool,
+}
+
+impl CreateNetwork {
+    /// Reads the label, ranges and switches; `multi_host` is the default of `--multi-host`.
+    pub fn flags(&self, multi_host: bool) -> Result<NetworkFlags> {
+        let label = self
             .label
             .clone()
-            .or_else(|| req.label_flag.clone())
+            .or_else(|| self.label_flag.clone())
             .ok_or_else(|| ManagerError::Invalid("a label is required".into()))?;
         if label.trim().is_empty() || label.len() > 255 {
             return Err(ManagerError::Invalid(format!(
                 "label {label:?}: empty or too long"
             )));
         }
-        let range_text = req
+        let range_text = self
             .fixed_range_v4
             .as_deref()
             .ok_or_else(|| ManagerError::Invalid("--fixed-range-v4 is required".into()))?;
         let range: Ipv4Network = parse("fixed-range-v4", range_text)?;
         let range = Ipv4Network::new(range.network(), range.prefix())
             .map_err(|e| ManagerError::Invalid(e.to_string()))?;
-        let fixed_cidr: Option<Ipv4Network> = req
+        let fixed_cidr: Option<Ipv4Network> = self
             .fixed_cidr
             .as_deref()
             .map(|t| parse("fixed-cidr", t))
             .transpose()?;
-        let v6_range: Option<Ipv6Network> = req
+        let v6_range: Option<Ipv6Network> = self
             .fixed_range_v6
             .as_deref()
             .map(|t| parse("fixed-range-v6", t))
@@ -264,6 +280,54 @@ impl Manager {
                 "--fixed-range-v6: {r} is longer than a /64"
             )));
         }
+        if let Some(mtu) = self.mtu.filter(|m| *m < 68) {
+            return Err(ManagerError::Invalid(format!(
+                "--mtu: {mtu} is below the IPv4 minimum of 68"
+            )));
+        }
+        Ok(NetworkFlags {
+            label,
+            range,
+            fixed_cidr,
+            v6_range,
+            enable_dhcp: flag_bool("enable-dhcp", &self.enable_dhcp, true)?,
+            multi_host: flag_bool("multi-host", &self.multi_host, multi_host)?,
+        })
+    }
+
+    /// The IPv6 gateway of a network with this /64: `--gateway-v6` if it is in it, else the
+    /// prefix's first address.
+    pub fn gateway_v6_in(&self, prefix: Option<Ipv6Network>) -> Result<Option<Ipv6Addr>> {
+        Ok(match (prefix, self.gateway_v6) {
+            (Some(p), Some(g)) if p.contains(g) => Some(g),
+            (Some(p), Some(g)) => {
+                return Err(ManagerError::Invalid(format!(
+                    "--gateway-v6: {g} is not in {p}"
+                )))
+            }
+            (Some(p), None) => Some(Ipv6Addr::from(u128::from(p.network()) + 1)),
+            (None, _) => None,
+        })
+    }
+
+    /// `--share-address`, `default` when not given.
+    pub fn share_address(&self, default: bool) -> Result<bool> {
+        flag_bool("share-address", &self.share_address, default)
+    }
+}
+
+impl Manager {
+    /// `network-create`: one network, or `--num-networks` of them split from the range, laid
+    /// out as nova does. Refused, changing nothing, when a label, range, VLAN or /64 is taken.
+    pub fn network_create(&mut self, req: &CreateNetwork) -> Result<Vec<NetworkRow>> {
+        let NetworkFlags {
+            label,
+            range,
+            fixed_cidr,
+            v6_range,
+            enable_dhcp,
+            multi_host,
+        } = req.flags(false)?;
         let s = self.settings.clone();
         let count = req.num_networks.unwrap_or(if req.vlan.is_some() {
             1
@@ -295,14 +359,7 @@ impl Manager {
             }
         }
         let ranges = rules::split(range, count, size).map_err(ManagerError::Invalid)?;
-        if let Some(mtu) = req.mtu.filter(|m| *m < 68) {
-            return Err(ManagerError::Invalid(format!(
-                "--mtu: {mtu} is below the IPv4 minimum of 68"
-            )));
-        }
-        let enable_dhcp = flag_bool("enable-dhcp", &req.enable_dhcp, true)?;
-        let multi_host = flag_bool("multi-host", &req.multi_host, false)?;
-        let share_address = flag_bool("share-address", &req.share_address, false)?;
+        let share_address = req.share_address(false)?;
         let vlan_kind = s.kind == ManagerKind::Vlan;
         self.change(|c| {
             c.served();
@@ -348,16 +405,7 @@ impl Manager {
                     None if s.use_ipv6 => Some(free_64(c.db(), s.fixed_range_v6)?),
                     None => None,
                 };
-                let gateway_v6 = match (cidr_v6, req.gateway_v6) {
-                    (Some(p), Some(g)) if p.contains(g) => Some(g),
-                    (Some(p), Some(g)) => {
-                        return Err(ManagerError::Invalid(format!(
-                            "--gateway-v6: {g} is not in {p}"
-                        )))
-                    }
-                    (Some(p), None) => Some(Ipv6Addr::from(u128::from(p.network()) + 1)),
-                    (None, _) => None,
-                };
+                let gateway_v6 = req.gateway_v6_in(cidr_v6)?;
                 let bridge = match (&req.bridge, vlan) {
                     (Some(b), _) => b.clone(),
                     (None, Some(v)) => format!("br{v}"),

@@ -92,6 +92,16 @@ pub struct ServerCreate {
     pub host: Option<String>,
 }
 
+impl ServerCreate {
+    /// The servers' names: `NAME`, or `NAME-1`, `NAME-2`... with a count over 1.
+    pub fn names(&self) -> Vec<String> {
+        match self.count.max(1) {
+            1 => vec![self.name.clone()],
+            n => (1..=n).map(|i| format!("{}-{i}", self.name)).collect(),
+        }
+    }
+}
+
 /// Most servers one `server create --count` makes (one transaction holds the write lock).
 pub const MAX_COUNT: u32 = 100_000;
 
@@ -237,14 +247,8 @@ impl Manager {
         self.change(|c| {
             c.served();
             let networks = networks_for(c, &settings.kind, &req.project, &req.networks)?;
-            let count = req.count.max(1);
             let mut made = Vec::new();
-            for i in 0..count {
-                let name = if count > 1 {
-                    format!("{}-{}", req.name, i + 1)
-                } else {
-                    req.name.clone()
-                };
+            for name in req.names() {
                 let id = create_one(c, &settings, &name, &req.project, &networks)?;
                 super::secgroup::join(c, id, &req.project, &req.security_groups)?;
                 made.push(id);

@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
-use ipnetwork::{Ipv4Network, Ipv6Network};
+use ipnetwork::Ipv6Network;
 use serde::Serialize;
 
 use super::keys::{self, Layout};
 use super::record::{InstanceRecord, NetworkRecord, NodeRecord, PortRecord, ServerRecord};
 use super::{EtcdSettings, REQUEST_TIMEOUT};
-use crate::manager::network::{CreateNetwork, NetworkRow};
+use crate::manager::network::{CreateNetwork, NetworkFlags, NetworkRow};
 use crate::manager::rules::{self, NetworkRequest};
 use crate::manager::server::{Deleted, Nic, ServerCreate, ServerRow};
 use crate::manager::{ManagerError, Result, Settings};
@@ -71,14 +71,6 @@ pub(super) async fn timed<T>(
 
 pub(super) fn invalid(e: String) -> ManagerError {
     ManagerError::Invalid(e)
-}
-
-fn parse<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    text.parse()
-        .map_err(|e| invalid(format!("--{flag}: {text:?}: {e}")))
 }
 
 impl EtcdManager {
@@ -152,11 +144,17 @@ impl EtcdManager {
 
     /// `network-create` against etcd: one network per command.
     pub async fn network_create(&mut self, req: &CreateNetwork) -> Result<Vec<NetworkRow>> {
-        let label = req
-            .label
-            .clone()
-            .or_else(|| req.label_flag.clone())
-            .ok_or_else(|| invalid("a label is required".into()))?;
+        // Every host serves its instances (multi_host) with the network's own address (nova's
+        // share_dhcp_address): the isolation rules keep each host's DHCP on its own side.
+        let NetworkFlags {
+            label,
+            range: cidr,
+            fixed_cidr,
+            v6_range: v6,
+            enable_dhcp,
+            multi_host,
+        } = req.flags(true)?;
+        let share_address = req.share_address(true)?;
         keys::segment("label", &label).map_err(invalid)?;
         for (flag, given) in [
             ("--num-networks", req.num_networks.is_some_and(|n| n > 1)),
@@ -169,35 +167,6 @@ impl EtcdManager {
                 )));
             }
         }
-        let range_text = req
-            .fixed_range_v4
-            .as_deref()
-            .ok_or_else(|| invalid("--fixed-range-v4 is required".into()))?;
-        let range: Ipv4Network = parse("fixed-range-v4", range_text)?;
-        let cidr = Ipv4Network::new(range.network(), range.prefix())
-            .map_err(|e| invalid(e.to_string()))?;
-        let fixed_cidr: Option<Ipv4Network> = req
-            .fixed_cidr
-            .as_deref()
-            .map(|t| parse("fixed-cidr", t))
-            .transpose()?;
-        let v6: Option<Ipv6Network> = req
-            .fixed_range_v6
-            .as_deref()
-            .map(|t| parse("fixed-range-v6", t))
-            .transpose()?;
-        let flag = |name: &str, v: &Option<String>, default: bool| -> Result<bool> {
-            match v.as_deref() {
-                None => Ok(default),
-                Some("true" | "True" | "1" | "yes") => Ok(true),
-                Some("false" | "False" | "0" | "no") => Ok(false),
-                Some(o) => Err(invalid(format!("--{name}: {o:?} is not true or false"))),
-            }
-        };
-        let enable_dhcp = flag("enable-dhcp", &req.enable_dhcp, true)?;
-        // Every host answers with the network's own address (nova's share_dhcp_address):
-        // the isolation rules keep each host's DHCP on its own side of the wire.
-        let share_address = flag("share-address", &req.share_address, true)?;
         let vlan_kind = self.settings.kind == ManagerKind::Vlan;
         for _ in 0..ATTEMPTS {
             let (rev, existing) = self.networks().await?;
@@ -243,11 +212,6 @@ impl EtcdManager {
             })
             .map_err(invalid)?;
             let cidr_v6 = match v6 {
-                Some(r) if r.prefix() > 64 => {
-                    return Err(invalid(format!(
-                        "--fixed-range-v6: {r} is longer than a /64"
-                    )))
-                }
                 Some(r) => {
                     Some(Ipv6Network::new(r.network(), 64).map_err(|e| invalid(e.to_string()))?)
                 }
@@ -259,14 +223,7 @@ impl EtcdManager {
             if let Some(p) = cidr_v6.filter(|p| rows.iter().any(|n| n.cidr_v6 == Some(*p))) {
                 return Err(ManagerError::Refused(format!("{p} is taken")));
             }
-            let gateway_v6 = match (cidr_v6, req.gateway_v6) {
-                (Some(p), Some(g)) if p.contains(g) => Some(g),
-                (Some(p), Some(g)) => {
-                    return Err(invalid(format!("--gateway-v6: {g} is not in {p}")))
-                }
-                (Some(p), None) => Some(Ipv6Addr::from(u128::from(p.network()) + 1)),
-                (None, _) => None,
-            };
+            let gateway_v6 = req.gateway_v6_in(cidr_v6)?;
             let bridge = match (&req.bridge, vlan) {
                 (Some(b), _) => b.clone(),
                 (None, Some(v)) => format!("br{v}"),
@@ -303,7 +260,7 @@ impl EtcdManager {
                 mtu: req.mtu,
                 enable_dhcp,
                 share_address,
-                multi_host: true,
+                multi_host,
                 project_id: req.project_id.clone(),
             };
             let record = NetworkRecord {
@@ -402,14 +359,8 @@ impl EtcdManager {
         }
         let host = req.host.clone().unwrap_or_else(|| self.layout.host.clone());
         keys::segment("host", &host).map_err(invalid)?;
-        let count = req.count.max(1);
         let mut made = Vec::new();
-        for i in 0..count {
-            let name = if count > 1 {
-                format!("{}-{}", req.name, i + 1)
-            } else {
-                req.name.clone()
-            };
+        for name in req.names() {
             made.push(self.create_one(&name, &host, req).await?);
         }
         Ok(made)

@@ -14,7 +14,6 @@ use crate::manager::fixed::FixedRow;
 use crate::manager::floating::FloatingRow;
 use crate::manager::network::NetworkRow;
 use crate::manager::{rules, ManagerError, Result};
-use crate::table::config::ManagerKind;
 
 /// The value of a reserved address's key.
 pub const RESERVED: &str = "reserved";
@@ -87,16 +86,7 @@ impl EtcdManager {
         range: &str,
         interface: Option<&str>,
     ) -> Result<usize> {
-        if self.settings.kind == ManagerKind::Flat {
-            return Err(ManagerError::Refused(
-                "the flat manager has no floating IPs (nova's FlatManager)".into(),
-            ));
-        }
-        let addresses = rules::floating_range(range).map_err(invalid)?;
-        if let Some(i) = interface {
-            crate::table::control::interface_name(i)
-                .map_err(|m| invalid(format!("--interface: {m}")))?;
-        }
+        let addresses = crate::manager::floating::create_request(&self.settings, range, interface)?;
         let (_, networks) = self.networks().await?;
         if let Some((n, _)) = networks
             .iter()

@@ -31,6 +31,41 @@ pub struct NetworkRecord {
 }
 
 impl NetworkRecord {
+    /// A network on `bridge` with the first address of `cidr` as gateway and DHCP server and
+    /// everything else at its default (the simulation's, and the tests').
+    pub fn simple(label: &str, cidr: Ipv4Network, bridge: &str) -> NetworkRecord {
+        let nth = |i: u32| Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(i));
+        NetworkRecord {
+            row: NetworkRow {
+                id: 0,
+                uuid: label.into(),
+                label: label.into(),
+                cidr,
+                cidr_v6: None,
+                gateway: nth(1),
+                gateway_v6: None,
+                broadcast: cidr.broadcast(),
+                dhcp_server: nth(1),
+                dhcp_start: nth(2),
+                bridge: bridge.into(),
+                bridge_interface: None,
+                vlan: None,
+                vpn_public_port: None,
+                vpn_private_address: None,
+                dns1: None,
+                dns2: None,
+                mtu: None,
+                enable_dhcp: true,
+                share_address: true,
+                multi_host: true,
+                project_id: None,
+            },
+            fixed_cidr: None,
+            allowed_start: None,
+            allowed_end: None,
+        }
+    }
+
     /// The addresses a server may get, in order (the network's layout less its reserved
     /// addresses).
     pub fn allocatable(&self) -> Result<Vec<Ipv4Addr>, String> {
@@ -253,37 +288,9 @@ mod tests {
 
     fn network(label: &str, cidr: &str) -> Vec<u8> {
         let cidr: Ipv4Network = cidr.parse().unwrap();
-        let nth = |i: u32| Ipv4Addr::from(u32::from(cidr.network()) + i);
-        serde_json::to_vec(&NetworkRecord {
-            row: NetworkRow {
-                id: 0,
-                uuid: "u".into(),
-                label: label.into(),
-                cidr,
-                cidr_v6: None,
-                gateway: nth(1),
-                gateway_v6: None,
-                broadcast: cidr.broadcast(),
-                dhcp_server: nth(1),
-                dhcp_start: nth(2),
-                bridge: "br100".into(),
-                bridge_interface: None,
-                vlan: None,
-                vpn_public_port: None,
-                vpn_private_address: None,
-                dns1: None,
-                dns2: None,
-                mtu: None,
-                enable_dhcp: true,
-                share_address: true,
-                multi_host: true,
-                project_id: None,
-            },
-            fixed_cidr: None,
-            allowed_start: None,
-            allowed_end: Some(nth(5)),
-        })
-        .unwrap()
+        let mut r = NetworkRecord::simple(label, cidr, "br100");
+        r.allowed_end = Some(Ipv4Addr::from(u32::from(cidr.network()) + 5));
+        serde_json::to_vec(&r).unwrap()
     }
 
     fn port(network: &str, mac: &str, address: &str, uuid: &str) -> Vec<u8> {

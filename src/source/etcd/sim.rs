@@ -20,7 +20,6 @@ use crate::lab::etcd::Cluster;
 use crate::manager::etcd::keys::Layout;
 use crate::manager::etcd::record::{InstanceRecord, NetworkRecord, PortRecord};
 use crate::manager::etcd::EtcdSettings;
-use crate::manager::network::NetworkRow;
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -218,35 +217,7 @@ pub async fn run(cfg: &SimConfig) -> Result<SimReport, SimError> {
         prefix: prefix.into(),
         host: "writer".into(),
     };
-    let net = NetworkRecord {
-        row: NetworkRow {
-            id: 0,
-            uuid: "sim".into(),
-            label: "sim".into(),
-            cidr: "10.0.0.0/8".parse()?,
-            cidr_v6: None,
-            gateway: "10.0.0.1".parse()?,
-            gateway_v6: None,
-            broadcast: "10.255.255.255".parse()?,
-            dhcp_server: "10.0.0.1".parse()?,
-            dhcp_start: "10.0.0.2".parse()?,
-            bridge: "br100".into(),
-            bridge_interface: None,
-            vlan: None,
-            vpn_public_port: None,
-            vpn_private_address: None,
-            dns1: None,
-            dns2: None,
-            mtu: None,
-            enable_dhcp: true,
-            share_address: true,
-            multi_host: true,
-            project_id: None,
-        },
-        fixed_cidr: None,
-        allowed_start: None,
-        allowed_end: None,
-    };
+    let net = NetworkRecord::simple("sim", "10.0.0.0/8".parse()?, "br100");
     writer
         .clone()
         .put(layout.network("sim"), serde_json::to_vec(&net)?, None)
