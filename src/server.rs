@@ -291,6 +291,23 @@ impl Server {
                 ),
             );
         }
+        if let Some(feed) = &self.etcd {
+            // The feed follows the keys of the start's [etcd]; a table from other keys (or
+            // another backend) would mix two states.
+            let same = matches!(
+                table.manager.as_ref().map(|m| &m.store),
+                Some(crate::table::ManagerStore::Etcd { host, prefix, .. })
+                    if *host == feed.layout().host && *prefix == feed.layout().prefix
+            );
+            if !same {
+                tracing::error!("reload refused ({}): [manager] backend or [etcd] host/prefix changed; restart netnode to apply it", describe(why));
+                return failed(
+                    record,
+                    "[manager] backend or [etcd] host/prefix changed: restart netnode to apply it"
+                        .into(),
+                );
+            }
+        }
         if table.state != self.ctx.table.load().state {
             tracing::warn!("[state] changed; it takes effect at the next start");
         }

@@ -171,6 +171,11 @@ impl Feed {
         }
     }
 
+    /// The keys it follows.
+    pub fn layout(&self) -> &crate::manager::etcd::keys::Layout {
+        &self.settings.layout
+    }
+
     /// Stops following and revokes the liveness lease (its key goes with it), giving up after
     /// a second when etcd does not answer (the lease then runs out by itself).
     pub async fn stop(self) {
