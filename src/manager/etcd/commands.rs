@@ -118,14 +118,16 @@ impl EtcdManager {
         Ok((revision, kvs))
     }
 
-    pub(super) async fn networks(&mut self) -> Result<(i64, Vec<(NetworkRecord, i64)>)> {
+    /// Every network (each `row.id` its key's create revision: compares use it) and the
+    /// revision read at.
+    pub(super) async fn networks(&mut self) -> Result<(i64, Vec<NetworkRecord>)> {
         let (rev, kvs) = self.list(&self.layout.networks()).await?;
         let mut out = Vec::new();
         for (key, value, _, created) in kvs {
             let mut r: NetworkRecord = serde_json::from_slice(&value)
                 .map_err(|e| ManagerError::Etcd(format!("{key}: {e}")))?;
             r.row.id = created;
-            out.push((r, created));
+            out.push(r);
         }
         Ok((rev, out))
     }
@@ -170,7 +172,7 @@ impl EtcdManager {
         let vlan_kind = self.settings.kind == ManagerKind::Vlan;
         for _ in 0..ATTEMPTS {
             let (rev, existing) = self.networks().await?;
-            let rows: Vec<&NetworkRow> = existing.iter().map(|(r, _)| &r.row).collect();
+            let rows: Vec<&NetworkRow> = existing.iter().map(|r| &r.row).collect();
             if rows.iter().any(|n| n.label == label) {
                 return Err(ManagerError::Refused(format!(
                     "network label {label:?} is taken"
@@ -294,21 +296,21 @@ impl EtcdManager {
             .await?
             .1
             .into_iter()
-            .map(|(r, _)| r.row)
+            .map(|r| r.row)
             .collect())
     }
 
     /// One network, by label, UUID or range.
     pub async fn network_show(&mut self, key: &str) -> Result<NetworkRow> {
-        Ok(self.find_network(key).await?.0.row)
+        Ok(self.find_network(key).await?.row)
     }
 
-    pub(super) async fn find_network(&mut self, key: &str) -> Result<(NetworkRecord, i64)> {
+    pub(super) async fn find_network(&mut self, key: &str) -> Result<NetworkRecord> {
         self.networks()
             .await?
             .1
             .into_iter()
-            .find(|(r, _)| r.row.label == key || r.row.uuid == key || r.row.cidr.to_string() == key)
+            .find(|r| r.row.label == key || r.row.uuid == key || r.row.cidr.to_string() == key)
             .ok_or_else(|| ManagerError::NotFound {
                 what: "network",
                 name: key.to_string(),
@@ -317,8 +319,8 @@ impl EtcdManager {
 
     /// `network-delete`: refused while a server has an address on it or a project holds it.
     pub async fn network_delete(&mut self, key: &str) -> Result<NetworkRow> {
-        let (record, created) = self.find_network(key).await?;
-        let n = record.row;
+        let n = self.find_network(key).await?.row;
+        let created = n.id;
         if let Some(p) = &n.project_id {
             return Err(ManagerError::Refused(format!(
                 "network {:?} is associated with project {p}; disassociate it first",
@@ -388,8 +390,8 @@ impl EtcdManager {
                 CompareOp::Equal,
                 0,
             )];
-            for (record, created) in &networks {
-                let label = &record.row.label;
+            for record in &networks {
+                let (label, created) = (&record.row.label, record.row.id);
                 let (_, taken) = self.list(&self.layout.addresses(label)).await?;
                 let taken: HashSet<String> = taken.into_iter().map(|(k, _, _, _)| k).collect();
                 let free: Vec<Ipv4Addr> = record
@@ -408,7 +410,7 @@ impl EtcdManager {
                 compares.push(Compare::create_revision(
                     self.layout.network(label),
                     CompareOp::Equal,
-                    *created,
+                    created,
                 ));
                 compares.push(Compare::create_revision(
                     self.layout.address(label, address),
@@ -504,27 +506,27 @@ impl EtcdManager {
         &mut self,
         project: &str,
         named: &[String],
-    ) -> Result<Vec<(NetworkRecord, i64)>> {
+    ) -> Result<Vec<NetworkRecord>> {
         let all = self.networks().await?.1;
         let own = |r: &NetworkRecord| r.row.project_id.as_deref().is_none_or(|p| p == project);
         if !named.is_empty() {
-            let mut out: Vec<(NetworkRecord, i64)> = Vec::new();
+            let mut out: Vec<NetworkRecord> = Vec::new();
             for key in named {
                 let Some(n) = all
                     .iter()
-                    .find(|(r, _)| r.row.label == *key || r.row.uuid == *key)
+                    .find(|r| r.row.label == *key || r.row.uuid == *key)
                 else {
                     return Err(ManagerError::NotFound {
                         what: "network",
                         name: key.clone(),
                     });
                 };
-                if !own(&n.0) {
+                if !own(n) {
                     return Err(ManagerError::Refused(format!(
                         "network {key:?} belongs to another project"
                     )));
                 }
-                if out.iter().any(|(r, _)| r.row.label == n.0.row.label) {
+                if out.iter().any(|r| r.row.label == n.row.label) {
                     return Err(invalid(format!(
                         "--network {key}: named twice (one interface per network)"
                     )));
@@ -535,13 +537,13 @@ impl EtcdManager {
         }
         let mine: Vec<_> = all
             .iter()
-            .filter(|(r, _)| r.row.project_id.as_deref() == Some(project))
+            .filter(|r| r.row.project_id.as_deref() == Some(project))
             .cloned()
             .collect();
         let out = match self.settings.kind {
             ManagerKind::Vlan => mine,
             ManagerKind::Flat | ManagerKind::Flatdhcp => {
-                all.into_iter().filter(|(r, _)| own(r)).collect()
+                all.into_iter().filter(|r| own(r)).collect()
             }
         };
         if out.is_empty() {

@@ -88,9 +88,9 @@ impl EtcdManager {
     ) -> Result<usize> {
         let addresses = crate::manager::floating::create_request(&self.settings, range, interface)?;
         let (_, networks) = self.networks().await?;
-        if let Some((n, _)) = networks
+        if let Some(n) = networks
             .iter()
-            .find(|(n, _)| addresses.iter().any(|a| n.row.cidr.contains(*a)))
+            .find(|n| addresses.iter().any(|a| n.row.cidr.contains(*a)))
         {
             return Err(ManagerError::Refused(format!(
                 "--ip_range: {range} overlaps network {:?} ({})",
@@ -504,7 +504,6 @@ impl EtcdManager {
             .await?
             .1
             .into_iter()
-            .map(|(r, _)| r)
             .find(|r| r.row.cidr.contains(address))
             .ok_or_else(|| ManagerError::NotFound {
                 what: "network containing",
@@ -515,15 +514,25 @@ impl EtcdManager {
     /// `fixed list [--network N]`: every address of the networks, with what holds it.
     pub async fn fixed_list(&mut self, network: Option<&str>) -> Result<Vec<FixedRow>> {
         let networks: Vec<NetworkRecord> = match network {
-            Some(k) => vec![self.find_network(k).await?.0],
-            None => self
-                .networks()
-                .await?
-                .1
-                .into_iter()
-                .map(|(r, _)| r)
-                .collect(),
+            Some(k) => vec![self.find_network(k).await?],
+            None => self.networks().await?.1,
         };
+        // Who holds each address: (network, address) -> (server, hostname, MAC).
+        let mut held = std::collections::HashMap::new();
+        let (_, servers) = self.list(&self.layout.servers()).await?;
+        for (k, v, _, _) in servers {
+            let s: super::record::ServerRecord = parse(&k, &v)?;
+            for ((label, a), mac) in s.addresses.iter().zip(&s.instance.macs) {
+                held.insert(
+                    (label.clone(), *a),
+                    (
+                        s.instance.name.clone(),
+                        s.instance.hostname.clone(),
+                        mac.clone(),
+                    ),
+                );
+            }
+        }
         let mut out = Vec::new();
         for n in networks {
             let label = n.row.label.clone();
@@ -532,55 +541,24 @@ impl EtcdManager {
                 .map_err(ManagerError::Refused)?
                 .into_iter()
                 .collect();
-            let (_, taken) = self.list(&self.layout.addresses(&label)).await?;
-            let taken: std::collections::BTreeMap<Ipv4Addr, String> = taken
+            let (_, keys) = self.list(&self.layout.addresses(&label)).await?;
+            let reserved: std::collections::BTreeSet<Ipv4Addr> = keys
                 .into_iter()
-                .filter_map(|(k, v, _, _)| {
-                    Some((
-                        k.rsplit('/').next()?.parse().ok()?,
-                        String::from_utf8_lossy(&v).into_owned(),
-                    ))
-                })
+                .filter(|(_, v, _, _)| v == RESERVED.as_bytes())
+                .filter_map(|(k, _, _, _)| k.rsplit('/').next()?.parse().ok())
                 .collect();
-            let ports: std::collections::BTreeMap<String, PortRecord> = {
-                let (_, servers) = self.list(&self.layout.servers()).await?;
-                let mut m = std::collections::BTreeMap::new();
-                for (k, v, _, _) in servers {
-                    let s: super::record::ServerRecord = parse(&k, &v)?;
-                    for ((lab, a), (vif, mac)) in
-                        s.addresses.iter().zip(s.vifs.iter().zip(&s.instance.macs))
-                    {
-                        if *lab == label {
-                            m.insert(
-                                format!("{}/{vif}", s.host),
-                                PortRecord {
-                                    network: lab.clone(),
-                                    mac: mac.clone(),
-                                    address: *a,
-                                    position: 0,
-                                    instance: s.instance.clone(),
-                                    floating: Vec::new(),
-                                    written_ns: 0,
-                                },
-                            );
-                        }
-                    }
-                }
-                m
-            };
             for i in 0..(1u64 << (32 - n.row.cidr.prefix())) {
                 let a = Ipv4Addr::from(u32::from(n.row.cidr.network()).wrapping_add(i as u32));
-                let holder = taken.get(&a);
-                let port = holder.and_then(|h| ports.get(h));
+                let holder = held.get(&(label.clone(), a));
                 out.push(FixedRow {
                     address: a,
                     network: label.clone(),
-                    reserved: !allocatable.contains(&a) || holder.is_some_and(|h| h == RESERVED),
-                    allocated: port.is_some(),
+                    reserved: !allocatable.contains(&a) || reserved.contains(&a),
+                    allocated: holder.is_some(),
                     leased: false,
-                    server: port.map(|p| p.instance.name.clone()),
-                    hostname: port.map(|p| p.instance.hostname.clone()),
-                    mac: port.map(|p| p.mac.clone()),
+                    server: holder.map(|h| h.0.clone()),
+                    hostname: holder.map(|h| h.1.clone()),
+                    mac: holder.map(|h| h.2.clone()),
                 });
             }
         }
@@ -599,7 +577,7 @@ impl EtcdManager {
 
     async fn set_project(&mut self, key: &str, project: Option<&str>) -> Result<NetworkRow> {
         for _ in 0..ATTEMPTS {
-            let (mut r, _) = self.find_network(key).await?;
+            let mut r = self.find_network(key).await?;
             if let (Some(p), Some(new)) = (&r.row.project_id, project) {
                 if p != new {
                     return Err(ManagerError::Refused(format!(
@@ -637,8 +615,8 @@ impl EtcdManager {
             .await?
             .1
             .into_iter()
-            .filter(|(r, _)| r.row.project_id.as_deref() == Some(project))
-            .map(|(r, _)| r.row.label)
+            .filter(|r| r.row.project_id.as_deref() == Some(project))
+            .map(|r| r.row.label)
             .collect();
         for l in &labels {
             self.set_project(l, None).await?;

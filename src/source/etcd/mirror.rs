@@ -126,6 +126,11 @@ impl Mirror {
         self.view.revision
     }
 
+    /// How many of this host's ports it holds.
+    pub fn port_count(&self) -> usize {
+        self.view.ports.len()
+    }
+
     /// A copy to publish.
     pub fn view(&self, live: bool) -> View {
         View {

@@ -147,22 +147,12 @@ impl Feed {
     /// Starts following on the current runtime. A saved view, if any, is published first
     /// (not live) and replaced by the first list.
     pub fn start(follow: Follow) -> Feed {
-        let (tx, views) = watch::channel(None);
-        let stats = Arc::new(FeedStats::default());
-        if let Some(saved) = follow.save_to.as_deref().and_then(|p| {
-            let text = std::fs::read(p).ok()?;
-            match serde_json::from_slice::<mirror::Saved>(&text) {
-                Ok(s) => Some(s.into_view(&follow.settings.layout)),
-                Err(e) => {
-                    tracing::warn!(file = %p.display(), error = %e, "the saved etcd view cannot be read; ignored");
-                    None
-                }
-            }
-        }) {
-            let _ = tx.send(Some(Arc::new(saved)));
-        }
+        let saved = follow
+            .save_to
+            .as_deref()
+            .and_then(|p| read_saved(p, &follow.settings));
         let settings = follow.settings.clone();
-        let task = tokio::spawn(run(follow, None, tx, stats.clone()));
+        let (views, stats, task) = spawn(follow, None, saved);
         Feed {
             views,
             stats,
@@ -213,15 +203,20 @@ impl Feed {
 }
 
 /// Follows with a client of its own, or a shared one (the simulation's "few connections").
-pub fn spawn_with(
-    follow: Follow,
-    client: Option<Client>,
-) -> (
+pub fn spawn_with(follow: Follow, client: Option<Client>) -> Spawned {
+    spawn(follow, client, None)
+}
+
+/// A feed's views, counters and task.
+pub type Spawned = (
     watch::Receiver<Option<Arc<View>>>,
     Arc<FeedStats>,
     tokio::task::JoinHandle<()>,
-) {
-    let (tx, rx) = watch::channel(None);
+);
+
+/// Starts a feed whose first view (until the first list) is `saved`.
+fn spawn(follow: Follow, client: Option<Client>, saved: Option<View>) -> Spawned {
+    let (tx, rx) = watch::channel(saved.map(Arc::new));
     let stats = Arc::new(FeedStats::default());
     let task = tokio::spawn(run(follow, client, tx, stats.clone()));
     (rx, stats, task)
@@ -462,7 +457,7 @@ async fn session_inner(
     tracing::info!(
         host = %s.layout.host,
         revision,
-        ports = mirror.view(true).ports.len(),
+        ports = mirror.port_count(),
         "etcd: {}; watching from revision {}",
         if resume.is_some() { "back" } else { "listed" },
         revision + 1
@@ -577,7 +572,17 @@ fn publish(
 
 /// The view a daemon saved in `state_dir`, if any (not live).
 pub fn saved_view(state_dir: &std::path::Path, settings: &EtcdSettings) -> Option<View> {
-    let text = std::fs::read(state_dir.join(SAVED_FILE)).ok()?;
-    let saved: mirror::Saved = serde_json::from_slice(&text).ok()?;
-    Some(saved.into_view(&settings.layout))
+    read_saved(&state_dir.join(SAVED_FILE), settings)
+}
+
+/// A saved view; none when there is no file, and none with a warning when it cannot be read.
+fn read_saved(path: &std::path::Path, settings: &EtcdSettings) -> Option<View> {
+    let text = std::fs::read(path).ok()?;
+    match serde_json::from_slice::<mirror::Saved>(&text) {
+        Ok(s) => Some(s.into_view(&settings.layout)),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "the saved etcd view cannot be read; ignored");
+            None
+        }
+    }
 }
